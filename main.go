@@ -1,0 +1,326 @@
+// Command hearth is a Matrix homeserver in one binary.
+//
+//	hearth [serve] [flags]            run the server (the default)
+//	hearth user create NAME [--admin] [--password-file FILE]
+//	hearth user list
+//	hearth user reset-password NAME [--password-file FILE]
+//	hearth version
+//
+// Every flag FOO-BAR may also be set as the environment variable
+// HEARTH_FOO_BAR; a flag on the command line wins.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/term"
+
+	"hearth/server"
+	"hearth/server/accounts"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "hearth:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(args)
+	case "user":
+		return userCmd(args)
+	case "version":
+		fmt.Printf("hearth %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+}
+
+const usage = `usage:
+  hearth [serve] [flags]       run the homeserver (hearth serve --help for flags)
+  hearth user create NAME [--admin] [--password-file FILE]
+  hearth user list
+  hearth user reset-password NAME [--password-file FILE]
+  hearth version
+`
+
+// parseFlags parses args after taking defaults from HEARTH_* variables.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	var bad error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "HEARTH_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if err := f.Value.Set(v); err != nil && bad == nil {
+				bad = fmt.Errorf("%s=%q: %w", env, v, err)
+			}
+		}
+	})
+	if bad != nil {
+		return bad
+	}
+	return fs.Parse(args)
+}
+
+type commonFlags struct {
+	data       string
+	serverName string
+	logLevel   string
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.data, "data", "./hearth-data", "data directory (database, keys, media)")
+	fs.StringVar(&c.serverName, "server-name", "localhost", "the server's name, the part after ':' in user IDs; fixed on first start")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+func (c *commonFlags) logger() (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var c commonFlags
+	c.register(fs)
+	httpAddr := fs.String("http", "127.0.0.1:8008", "plain-HTTP listener for the client API")
+	publicURL := fs.String("public-url", "", "base URL clients reach this server at, announced in /.well-known/matrix/client")
+	openReg := fs.Bool("open-registration", false, "let anyone register (m.login.dummy); otherwise registration needs a token")
+	secret := fs.String("registration-shared-secret", "", "enable Synapse's shared-secret registration API with this secret")
+	noRate := fs.Bool("no-rate-limit", false, "turn rate limiting off (for test suites)")
+	complement := fs.Bool("complement", false, "run as Complement's homeserver image expects (SERVER_NAME, 0.0.0.0:8008, open registration)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := c.logger()
+	if err != nil {
+		return err
+	}
+	cfg := server.Config{
+		DataDir: c.data, ServerName: c.serverName, HTTPAddr: *httpAddr, PublicURL: strings.TrimRight(*publicURL, "/"),
+		OpenRegistration: *openReg, RegistrationSharedSecret: *secret, NoRateLimit: *noRate,
+		Version: version, Log: log,
+	}
+	if *complement {
+		// Complement sets only SERVER_NAME; the rest is what it expects of
+		// every homeserver image, and cheap hashing keeps its suite fast.
+		if name := os.Getenv("SERVER_NAME"); name != "" {
+			cfg.ServerName = name
+		}
+		cfg.HTTPAddr = "0.0.0.0:8008"
+		cfg.OpenRegistration, cfg.NoRateLimit = true, true
+		cfg.RegistrationSharedSecret = "complement"
+		cfg.Argon2 = accounts.CheapArgon2
+	}
+
+	start := time.Now()
+	s, err := server.Open(cfg)
+	if err != nil {
+		return err
+	}
+	if err := s.Start(); err != nil {
+		s.Shutdown(context.Background())
+		return err
+	}
+	log.Info("hearth started", "version", version, "data", cfg.DataDir, "startup_ms", time.Since(start).Milliseconds())
+	if tok := s.BootstrapToken(); tok != "" {
+		fmt.Fprintf(os.Stderr, bootstrapBanner, "http://"+s.Addr(), tok)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case serveErr = <-s.Errors():
+		log.Error("listener failed", "err", serveErr)
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(serveErr, s.Shutdown(shutCtx))
+}
+
+const bootstrapBanner = `
+================================================================
+Registration is closed. Create the first account, which will be
+the server admin, from any Matrix client at
+    %s
+with this one-time registration token:
+    %s
+================================================================
+
+`
+
+// openForCLI opens the data directory as the server recorded it, for
+// commands that run while the server is stopped.
+func openForCLI(c *commonFlags) (*server.Server, error) {
+	log, err := c.logger()
+	if err != nil {
+		return nil, err
+	}
+	name, err := server.RecordedServerName(c.data)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		name = c.serverName
+	}
+	// Registration is left "open" so that no bootstrap token is made: the
+	// CLI serves no requests.
+	return server.Open(server.Config{DataDir: c.data, ServerName: name, OpenRegistration: true, Log: log})
+}
+
+func userCmd(args []string) error {
+	if len(args) == 0 {
+		return errors.New("user: want create, list or reset-password\n" + usage)
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
+	var c commonFlags
+	c.register(fs)
+	admin := fs.Bool("admin", false, "make the account a server admin (create)")
+	pwFile := fs.String("password-file", "", "read the password from this file instead of prompting")
+	// Flags may follow the user name: parse around it.
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if name == "" && fs.NArg() > 0 {
+		name = fs.Arg(0)
+	}
+	s, err := openForCLI(&c)
+	if err != nil {
+		return err
+	}
+	defer s.Shutdown(context.Background())
+	acc := s.Accounts()
+
+	switch sub {
+	case "list":
+		users, err := acc.Users()
+		if err != nil {
+			return err
+		}
+		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "USER ID\tADMIN\tDEACTIVATED\tCREATED")
+		for _, u := range users {
+			fmt.Fprintf(w, "%s\t%v\t%v\t%s\n", acc.UserID(u.Localpart), u.Admin, u.Deactivated,
+				time.UnixMilli(u.CreatedTS).UTC().Format(time.RFC3339))
+		}
+		return w.Flush()
+	case "create":
+		if name == "" {
+			return errors.New("user create: missing NAME")
+		}
+		lp := strings.ToLower(strings.TrimPrefix(strings.SplitN(name, ":", 2)[0], "@"))
+		if err := acc.Available(lp); err != nil {
+			return err
+		}
+		pw, err := readPassword(*pwFile)
+		if err != nil {
+			return err
+		}
+		login, err := acc.CreateUser(accounts.NewUser{Localpart: lp, Password: pw, Admin: *admin}, nil)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("created %s (admin: %v)\n", login.UserID, *admin)
+		return nil
+	case "reset-password":
+		if name == "" {
+			return errors.New("user reset-password: missing NAME")
+		}
+		lp, ok := acc.ParseLoginUser(name)
+		if !ok {
+			return fmt.Errorf("not a local user: %s", name)
+		}
+		if _, err := acc.User(lp); err != nil {
+			return fmt.Errorf("no such user: %s", acc.UserID(lp))
+		}
+		pw, err := readPassword(*pwFile)
+		if err != nil {
+			return err
+		}
+		// A reset is usually because the password leaked: log every
+		// device out with it.
+		if err := acc.SetPassword(lp, pw, true, ""); err != nil {
+			return err
+		}
+		fmt.Printf("password of %s reset; all its devices were logged out\n", acc.UserID(lp))
+		return nil
+	}
+	return fmt.Errorf("user: unknown subcommand %q", sub)
+}
+
+// readPassword reads a password from file, or prompts twice on a terminal,
+// or reads one line from standard input.
+func readPassword(file string) (string, error) {
+	var pw string
+	switch {
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", err
+		}
+		pw = strings.TrimRight(string(b), "\r\n")
+	case term.IsTerminal(int(os.Stdin.Fd())):
+		fmt.Fprint(os.Stderr, "Password: ")
+		a, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprint(os.Stderr, "Again: ")
+		b, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return "", err
+		}
+		if string(a) != string(b) {
+			return "", errors.New("the passwords differ")
+		}
+		pw = string(a)
+	default:
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", err
+		}
+		pw = strings.TrimRight(line, "\r\n")
+	}
+	if pw == "" {
+		return "", errors.New("the password must not be empty")
+	}
+	return pw, nil
+}

@@ -1,0 +1,247 @@
+// Package server assembles a Hearth homeserver: it opens the store, checks
+// the data directory belongs to this server name, wires the API areas into
+// the listeners and shuts everything down cleanly.
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"hearth/admin"
+	"hearth/server/accounts"
+	"hearth/server/client"
+	"hearth/server/httpx"
+	"hearth/store"
+)
+
+// Config is everything a server is started with.
+type Config struct {
+	DataDir    string
+	ServerName string
+	HTTPAddr   string // plain-HTTP client API listener, "" for none
+	// PublicURL is the base URL clients reach us at, announced in
+	// /.well-known/matrix/client; "" serves no client discovery.
+	PublicURL                string
+	OpenRegistration         bool
+	RegistrationSharedSecret string // enables /_synapse/admin/v1/register
+	NoRateLimit              bool
+	Argon2                   accounts.Argon2Params
+	AccessTokenLifetime      time.Duration // of refreshable tokens; 0 for the default
+	Version                  string
+	Log                      *slog.Logger
+}
+
+// Server is a running homeserver.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	store      *store.Store
+	accounts   *accounts.Service
+	httpSrv    *httpx.Server
+	signingKey ed25519.PrivateKey
+	keyID      string
+	bootstrap  string // one-time registration token for the first admin, if any
+
+	mu        sync.Mutex // guards listeners
+	listeners []net.Listener
+	serveErr  chan error
+}
+
+// Open opens the data directory and prepares the server without listening.
+// A data directory made for another server name is an error.
+func Open(cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.ServerName == "" {
+		return nil, errors.New("server name must not be empty")
+	}
+	st, err := store.Open(cfg.DataDir, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, store: st, serveErr: make(chan error, 4)}
+	if err := s.initData(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.accounts = accounts.New(accounts.Config{
+		ServerName:          cfg.ServerName,
+		OpenRegistration:    cfg.OpenRegistration,
+		AccessTokenLifetime: cfg.AccessTokenLifetime,
+		Argon2:              cfg.Argon2,
+	}, st, cfg.Log)
+	if !cfg.OpenRegistration {
+		if s.bootstrap, err = s.bootstrapToken(); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+
+	mux := &httpx.Mux{}
+	api := client.New(s.accounts, client.Config{PublicURL: cfg.PublicURL, NoRateLimit: cfg.NoRateLimit})
+	mux.Handle("/_matrix/client", api.Routes())
+	mux.Handle("", api.WellKnownRoutes())
+	mux.Handle("/_synapse/admin", admin.New(s.accounts, cfg.RegistrationSharedSecret).Routes())
+	s.httpSrv = httpx.NewServer(mux, s.authenticate, cfg.Log, httpx.DefaultMaxBody)
+	return s, nil
+}
+
+// initData records the server name on first start (and checks it on every
+// later one) and makes the signing key if there is none.
+func (s *Server) initData() error {
+	return s.store.Update(func(tx *store.Tx) error {
+		switch have := tx.ServerName(); {
+		case have == "":
+			if err := tx.SetServerName(s.cfg.ServerName); err != nil {
+				return err
+			}
+		case have != s.cfg.ServerName:
+			return fmt.Errorf("the data directory %s belongs to server name %q, not %q: "+
+				"a server name cannot change once users and rooms exist; start with --server-name %s or use another --data directory",
+				s.cfg.DataDir, have, s.cfg.ServerName, have)
+		}
+		k, err := tx.SigningKey()
+		if errors.Is(err, store.ErrNotFound) {
+			k = &store.SigningKey{ID: "ed25519:a_" + randomAlnum(6), Seed: make([]byte, ed25519.SeedSize)}
+			if _, err := rand.Read(k.Seed); err != nil {
+				return err
+			}
+			if err := tx.PutSigningKey(k); err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
+		}
+		s.signingKey, s.keyID = ed25519.NewKeyFromSeed(k.Seed), k.ID
+		return nil
+	})
+}
+
+// randomAlnum returns n random letters and digits (about 5.95 bits each).
+func randomAlnum(n int) string {
+	const chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = chars[int(b[i])%len(chars)]
+	}
+	return string(b)
+}
+
+// bootstrapToken returns the one-time registration token for the first
+// admin while no admin exists, creating it if needed; "" once one does.
+func (s *Server) bootstrapToken() (string, error) {
+	var token string
+	err := s.store.Update(func(tx *store.Tx) error {
+		token = ""
+		users, err := tx.Users()
+		if err != nil {
+			return err
+		}
+		for _, u := range users {
+			if u.Admin && !u.Deactivated {
+				return nil
+			}
+		}
+		toks, err := tx.RegTokens()
+		if err != nil {
+			return err
+		}
+		now := time.Now().UnixMilli()
+		for _, t := range toks {
+			if t.Bootstrap && t.Usable(now) {
+				token = t.Token
+				return nil
+			}
+		}
+		one := 1
+		t := &store.RegToken{Token: randomAlnum(24), UsesAllowed: &one, Bootstrap: true}
+		token = t.Token
+		return tx.PutRegToken(t)
+	})
+	return token, err
+}
+
+// BootstrapToken is the one-time registration token that makes the first
+// admin account, or "" when an admin exists or registration is open.
+func (s *Server) BootstrapToken() string { return s.bootstrap }
+
+// Store returns the server's store (for the CLI and tests).
+func (s *Server) Store() *store.Store { return s.store }
+
+// Accounts returns the account service (for the CLI).
+func (s *Server) Accounts() *accounts.Service { return s.accounts }
+
+func (s *Server) authenticate(token, ip string, allowExpired bool) (*httpx.Principal, error) {
+	c, err := s.accounts.Authenticate(token, ip, allowExpired)
+	if err != nil {
+		return nil, err
+	}
+	return &httpx.Principal{
+		UserID: s.accounts.UserID(c.Localpart), Localpart: c.Localpart,
+		DeviceID: c.DeviceID, Admin: c.Admin, Expired: c.Expired,
+	}, nil
+}
+
+// Start opens the configured listeners and serves them in the background.
+func (s *Server) Start() error {
+	if s.cfg.HTTPAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.HTTPAddr, err)
+	}
+	s.mu.Lock()
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	s.log.Info("client API listening", "addr", "http://"+ln.Addr().String(), "server_name", s.cfg.ServerName)
+	go func() { s.serveErr <- s.httpSrv.Serve(ln) }() // ends when Shutdown closes ln
+	return nil
+}
+
+// Addr returns the address of the client API listener, once started.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.listeners) == 0 {
+		return ""
+	}
+	return s.listeners[0].Addr().String()
+}
+
+// Errors reports a listener that stopped on its own.
+func (s *Server) Errors() <-chan error { return s.serveErr }
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx ends,
+// and closes the database cleanly.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.httpSrv.Shutdown(ctx)
+	return errors.Join(err, s.store.Close())
+}
+
+// RecordedServerName returns the server name recorded in a data directory,
+// or "" for a directory no server has started in.
+func RecordedServerName(dataDir string) (string, error) {
+	if _, err := os.Stat(filepath.Join(dataDir, store.FileName)); errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	st, err := store.Open(dataDir, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	var name string
+	err = st.View(func(tx *store.Tx) error { name = tx.ServerName(); return nil })
+	return name, err
+}

@@ -1,0 +1,66 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Check verifies the file's page structure and the store's own invariants:
+// every device belongs to an existing user, every token hash resolves to a
+// device that still holds it, and vice versa. It returns every problem
+// found, joined; nil means consistent.
+func (s *Store) Check() error {
+	return s.View(func(tx *Tx) error {
+		var errs []error
+		for err := range tx.btx.Check() {
+			errs = append(errs, err)
+		}
+		users := tx.btx.Bucket(bucketUsers)
+		_ = tx.btx.Bucket(bucketDevices).ForEach(func(k, v []byte) error {
+			var d Device
+			if err := json.Unmarshal(v, &d); err != nil {
+				errs = append(errs, fmt.Errorf("device %q: %w", k, err))
+				return nil
+			}
+			if users.Get([]byte(d.Localpart)) == nil {
+				errs = append(errs, fmt.Errorf("device %q of unknown user", k))
+			}
+			if d.AccessHash != nil && !tx.sessionPoints(bucketAccess, d.AccessHash, &d) {
+				errs = append(errs, fmt.Errorf("device %q: access token hash does not resolve to it", k))
+			}
+			if d.RefreshHash != nil && !tx.sessionPoints(bucketRefresh, d.RefreshHash, &d) {
+				errs = append(errs, fmt.Errorf("device %q: refresh token hash does not resolve to it", k))
+			}
+			return nil
+		})
+		for _, b := range [][]byte{bucketAccess, bucketRefresh} {
+			_ = tx.btx.Bucket(b).ForEach(func(k, v []byte) error {
+				var sess Session
+				if err := json.Unmarshal(v, &sess); err != nil {
+					errs = append(errs, fmt.Errorf("%s entry: %w", b, err))
+					return nil
+				}
+				d, err := tx.Device(sess.Localpart, sess.DeviceID)
+				switch {
+				case err != nil:
+					errs = append(errs, fmt.Errorf("%s entry for missing device %s/%s", b, sess.Localpart, sess.DeviceID))
+				case bytes.Equal(b, bucketAccess) && !bytes.Equal(d.AccessHash, k),
+					bytes.Equal(b, bucketRefresh) && !bytes.Equal(d.RefreshHash, k):
+					errs = append(errs, fmt.Errorf("%s entry for %s/%s is not the device's current token", b, sess.Localpart, sess.DeviceID))
+				}
+				return nil
+			})
+		}
+		return errors.Join(errs...)
+	})
+}
+
+func (tx *Tx) sessionPoints(bucket, hash []byte, d *Device) bool {
+	s := new(Session)
+	if err := tx.getJSON(bucket, hash, s); err != nil {
+		return false
+	}
+	return s.Localpart == d.Localpart && s.DeviceID == d.ID
+}
