@@ -17,7 +17,7 @@ const MaxJSONDepth = 64
 // endpoints). Errors are the spec's: M_NOT_JSON for bytes that are not a
 // JSON object, M_BAD_JSON for a wrong shape or type.
 func DecodeJSON(body []byte, v any) error {
-	body = bytes.TrimSpace(body)
+	body = bytes.Trim(body, " \t\r\n") // JSON whitespace only
 	if len(body) == 0 {
 		body = []byte("{}")
 	}
