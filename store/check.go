@@ -30,8 +30,10 @@ func (s *Store) Check() error {
 			if d.AccessHash != nil && !tx.sessionPoints(bucketAccess, d.AccessHash, &d) {
 				errs = append(errs, fmt.Errorf("device %q: access token hash does not resolve to it", k))
 			}
-			if d.RefreshHash != nil && !tx.sessionPoints(bucketRefresh, d.RefreshHash, &d) {
-				errs = append(errs, fmt.Errorf("device %q: refresh token hash does not resolve to it", k))
+			for _, h := range [][]byte{d.RefreshHash, d.PrevRefreshHash} {
+				if h != nil && !tx.sessionPoints(bucketRefresh, h, &d) {
+					errs = append(errs, fmt.Errorf("device %q: refresh token hash does not resolve to it", k))
+				}
 			}
 			return nil
 		})
@@ -47,7 +49,7 @@ func (s *Store) Check() error {
 				case err != nil:
 					errs = append(errs, fmt.Errorf("%s entry for missing device %s/%s", b, sess.Localpart, sess.DeviceID))
 				case bytes.Equal(b, bucketAccess) && !bytes.Equal(d.AccessHash, k),
-					bytes.Equal(b, bucketRefresh) && !bytes.Equal(d.RefreshHash, k):
+					bytes.Equal(b, bucketRefresh) && !bytes.Equal(d.RefreshHash, k) && !bytes.Equal(d.PrevRefreshHash, k):
 					errs = append(errs, fmt.Errorf("%s entry for %s/%s is not the device's current token", b, sess.Localpart, sess.DeviceID))
 				}
 				return nil

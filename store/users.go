@@ -76,6 +76,10 @@ type Device struct {
 	// tokens, kept so that deleting the device revokes them.
 	AccessHash  []byte `json:"access_hash,omitempty"`
 	RefreshHash []byte `json:"refresh_hash,omitempty"`
+	// PrevRefreshHash is the refresh token the current pair was made from.
+	// The spec keeps it valid until the new pair is first used, so that a
+	// client that lost the refresh response can repeat the refresh.
+	PrevRefreshHash []byte `json:"prev_refresh_hash,omitempty"`
 }
 
 // Session is what a token hash resolves to.
@@ -143,13 +147,64 @@ func (tx *Tx) revokeTokens(d *Device) error {
 			return err
 		}
 	}
-	if d.RefreshHash != nil {
-		if err := tx.btx.Bucket(bucketRefresh).Delete(d.RefreshHash); err != nil {
+	for _, h := range [][]byte{d.RefreshHash, d.PrevRefreshHash} {
+		if h != nil {
+			if err := tx.btx.Bucket(bucketRefresh).Delete(h); err != nil {
+				return err
+			}
+		}
+	}
+	d.AccessHash, d.RefreshHash, d.PrevRefreshHash = nil, nil, nil
+	return nil
+}
+
+// RotateDeviceTokens is a refresh: usedRefresh (the device's current
+// refresh token, or its previous one when a refresh is repeated) is traded
+// for a new access and refresh token. The refresh token the new pair is
+// made from stays valid until DropPrevRefresh, so a lost response can be
+// retried; whatever the device held besides it is revoked.
+func (tx *Tx) RotateDeviceTokens(localpart, deviceID string, usedRefresh, accessHash []byte, expiresTS int64, refreshHash []byte) error {
+	d, err := tx.Device(localpart, deviceID)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(usedRefresh, d.RefreshHash) && !bytes.Equal(usedRefresh, d.PrevRefreshHash) {
+		return ErrNotFound
+	}
+	if d.AccessHash != nil {
+		if err := tx.btx.Bucket(bucketAccess).Delete(d.AccessHash); err != nil {
 			return err
 		}
 	}
-	d.AccessHash, d.RefreshHash = nil, nil
-	return nil
+	for _, h := range [][]byte{d.RefreshHash, d.PrevRefreshHash} {
+		if h != nil && !bytes.Equal(h, usedRefresh) {
+			if err := tx.btx.Bucket(bucketRefresh).Delete(h); err != nil {
+				return err
+			}
+		}
+	}
+	if err := tx.putJSON(bucketAccess, accessHash, &Session{Localpart: localpart, DeviceID: deviceID, ExpiresTS: expiresTS}); err != nil {
+		return err
+	}
+	if err := tx.putJSON(bucketRefresh, refreshHash, &Session{Localpart: localpart, DeviceID: deviceID}); err != nil {
+		return err
+	}
+	d.AccessHash, d.RefreshHash, d.PrevRefreshHash = accessHash, refreshHash, usedRefresh
+	return tx.putJSON(bucketDevices, deviceKey(localpart, deviceID), d)
+}
+
+// DropPrevRefresh revokes a device's previous refresh token: its
+// successor has been used, so a retry is no longer needed.
+func (tx *Tx) DropPrevRefresh(localpart, deviceID string) error {
+	d, err := tx.Device(localpart, deviceID)
+	if err != nil || d.PrevRefreshHash == nil {
+		return err
+	}
+	if err := tx.btx.Bucket(bucketRefresh).Delete(d.PrevRefreshHash); err != nil {
+		return err
+	}
+	d.PrevRefreshHash = nil
+	return tx.putJSON(bucketDevices, deviceKey(localpart, deviceID), d)
 }
 
 // SetDeviceTokens replaces the tokens of an existing device: the old ones

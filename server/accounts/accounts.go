@@ -308,7 +308,9 @@ type Refreshed struct {
 }
 
 // Refresh trades a refresh token for a new access and refresh token. The
-// old pair stops working at once.
+// old access token stops working at once; the old refresh token stays
+// valid until the new pair is first used (spec: "Refreshing access
+// tokens"), so a client that lost this response can refresh again.
 func (s *Service) Refresh(refreshToken string) (*Refreshed, error) {
 	tok := s.newTokens(true)
 	expires := s.now().Add(s.cfg.AccessTokenLifetime)
@@ -320,7 +322,12 @@ func (s *Service) Refresh(refreshToken string) (*Refreshed, error) {
 		if err != nil {
 			return err
 		}
-		return tx.SetDeviceTokens(sess.Localpart, sess.DeviceID, hashToken(tok.access), expires.UnixMilli(), hashToken(tok.refresh))
+		err = tx.RotateDeviceTokens(sess.Localpart, sess.DeviceID, hashToken(refreshToken),
+			hashToken(tok.access), expires.UnixMilli(), hashToken(tok.refresh))
+		if errors.Is(err, store.ErrNotFound) {
+			return mxerr.UnknownToken(false)
+		}
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -344,7 +351,7 @@ const lastSeenEvery = 5 * time.Minute
 // with soft_logout when expired unless allowExpired.
 func (s *Service) Authenticate(token, ip string, allowExpired bool) (*Caller, error) {
 	var c *Caller
-	var stale bool
+	var stale, hasPrev bool
 	now := s.nowMS()
 	err := s.store.View(func(tx *store.Tx) error {
 		sess, err := tx.SessionByAccess(hashToken(token))
@@ -367,11 +374,19 @@ func (s *Service) Authenticate(token, ip string, allowExpired bool) (*Caller, er
 			return err
 		}
 		stale = now-d.LastSeenTS > lastSeenEvery.Milliseconds() || d.LastSeenIP != ip
+		hasPrev = d.PrevRefreshHash != nil
 		c = &Caller{Localpart: sess.Localpart, DeviceID: sess.DeviceID, Admin: u.Admin, Expired: expired}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if hasPrev {
+		// First use of a refreshed access token: the refresh token it was
+		// made from may no longer be used for a retry.
+		if err := s.store.Update(func(tx *store.Tx) error { return tx.DropPrevRefresh(c.Localpart, c.DeviceID) }); err != nil {
+			return nil, err
+		}
 	}
 	if stale {
 		go s.touchDevice(c.Localpart, c.DeviceID, ip, now) // best effort, off the request path

@@ -45,7 +45,14 @@ type UIADone struct {
 	RegToken string // the registration token accepted, if that stage ran
 }
 
+// errOtherUser means m.login.password named someone other than the user
+// the request acts for.
+var errOtherUser = errors.New("accounts: UIA names another user")
+
 type uiaSession struct {
+	// mu guards completed and regToken: a client may send several
+	// requests of one session at once (a double submit).
+	mu        sync.Mutex
 	id        string
 	bind      string // method, path and user the session was started for
 	completed []string
@@ -109,11 +116,17 @@ func (s *Service) UIA(bind string, flows []Flow, auth *AuthDict, lp string) (*UI
 	if err != nil {
 		return nil, err
 	}
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
 	if auth != nil && auth.Type != "" {
 		if !slices.ContainsFunc(flows, func(f Flow) bool { return slices.Contains(f.Stages, auth.Type) }) {
 			return nil, s.challenge(sess, flows, mxerr.Unknown("Authentication type %q is not offered", auth.Type))
 		}
 		if err := s.runStage(sess, auth, lp); err != nil {
+			if errors.Is(err, errOtherUser) {
+				// Synapse's answer: a plain 403, not another challenge.
+				return nil, mxerr.Forbidden("Invalid auth: not the requesting user")
+			}
 			if e, ok := mxerr.As(err); ok {
 				return nil, s.challenge(sess, flows, e)
 			}
@@ -144,8 +157,12 @@ func (s *Service) runStage(sess *uiaSession, auth *AuthDict, lp string) error {
 			}
 			who = auth.Identifier.User
 		}
-		if got, ok := s.ParseLoginUser(who); !ok || got != lp {
+		got, ok := s.ParseLoginUser(who)
+		if !ok {
 			return mxerr.Forbidden("Invalid username or password")
+		}
+		if got != lp {
+			return errOtherUser
 		}
 		_, err := s.CheckPassword(lp, auth.Password)
 		return err

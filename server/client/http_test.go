@@ -23,6 +23,7 @@ func TestBadInput(t *testing.T) {
 		errcode            string
 	}{
 		{"malformed JSON", "POST", "/_matrix/client/v3/login", "", `{"type": "m.login.password",`, 400, "M_NOT_JSON"},
+		{"invalid UTF-8 in a string", "POST", "/_matrix/client/v3/register", "", "{ \"test\":\"a\x81\" }", 400, "M_NOT_JSON"},
 		{"not JSON at all", "POST", "/_matrix/client/v3/register", "", "username=alice", 400, "M_NOT_JSON"},
 		{"JSON array, not object", "POST", "/_matrix/client/v3/login", "", `["m.login.password"]`, 400, "M_BAD_JSON"},
 		{"JSON string, not object", "PUT", "/_matrix/client/v3/profile/@alice:localhost/displayname", "alice", `"Alice"`, 400, "M_BAD_JSON"},

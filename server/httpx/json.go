@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 
 	"hearth/server/mxerr"
 )
@@ -21,7 +22,9 @@ func DecodeJSON(body []byte, v any) error {
 	if len(body) == 0 {
 		body = []byte("{}")
 	}
-	if !json.Valid(body) {
+	// Go's decoder would quietly turn invalid UTF-8 into U+FFFD; JSON must
+	// be UTF-8 (RFC 8259 §8.1), and clients are told so.
+	if !utf8.Valid(body) || !json.Valid(body) {
 		return mxerr.NotJSON("Content not JSON")
 	}
 	if body[0] != '{' {
