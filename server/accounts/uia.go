@@ -118,6 +118,8 @@ func (s *Service) UIA(bind string, flows []Flow, auth *AuthDict, lp string) (*UI
 	}
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
 	if auth != nil && auth.Type != "" {
 		if !slices.ContainsFunc(flows, func(f Flow) bool { return slices.Contains(f.Stages, auth.Type) }) {
 			return nil, s.challenge(sess, flows, mxerr.Unknown("Authentication type %q is not offered", auth.Type))
