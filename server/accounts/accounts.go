@@ -112,7 +112,8 @@ func (s *Service) Available(lp string) error {
 
 const maxPasswordLen = 512
 
-func checkPassword(pw string) error {
+// ValidatePassword refuses passwords over the length limit.
+func ValidatePassword(pw string) error {
 	if len(pw) > maxPasswordLen {
 		return mxerr.InvalidParam("Password is longer than %d bytes", maxPasswordLen)
 	}
@@ -150,7 +151,7 @@ type DeviceRequest struct {
 // CreateUser creates an account and, unless dev is nil, logs it in. The
 // localpart must already be validated; a taken one is M_USER_IN_USE.
 func (s *Service) CreateUser(u NewUser, dev *DeviceRequest) (*Login, error) {
-	if err := checkPassword(u.Password); err != nil {
+	if err := ValidatePassword(u.Password); err != nil {
 		return nil, err
 	}
 	var hash string
@@ -424,7 +425,7 @@ func (s *Service) SetPassword(lp, password string, logoutOthers bool, keep strin
 	if password == "" {
 		return mxerr.MissingParam("Missing new password")
 	}
-	if err := checkPassword(password); err != nil {
+	if err := ValidatePassword(password); err != nil {
 		return err
 	}
 	hash, err := HashPassword(password, s.cfg.Argon2)

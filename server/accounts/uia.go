@@ -54,10 +54,11 @@ type uiaSession struct {
 	// requests of one session at once (a double submit).
 	mu        sync.Mutex
 	id        string
-	bind      string // method, path and user the session was started for
+	bind      string // the request (route, parameters, user) the session was started for
 	completed []string
 	regToken  string
 	created   time.Time
+	done      bool // completed: a request queued behind the one that completed it must not complete it again
 }
 
 // uiaSessions are kept in memory: they live for minutes, and a client whose
@@ -118,8 +119,9 @@ func (s *Service) UIA(bind string, flows []Flow, auth *AuthDict, lp string) (*UI
 	}
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
-	sess.mu.Lock()
-	defer sess.mu.Unlock()
+	if sess.done {
+		return nil, mxerr.Unknown("Unknown UIA session")
+	}
 	if auth != nil && auth.Type != "" {
 		if !slices.ContainsFunc(flows, func(f Flow) bool { return slices.Contains(f.Stages, auth.Type) }) {
 			return nil, s.challenge(sess, flows, mxerr.Unknown("Authentication type %q is not offered", auth.Type))
@@ -140,6 +142,7 @@ func (s *Service) UIA(bind string, flows []Flow, auth *AuthDict, lp string) (*UI
 	}
 	for _, f := range flows {
 		if !slices.ContainsFunc(f.Stages, func(st string) bool { return !slices.Contains(sess.completed, st) }) {
+			sess.done = true
 			s.uia.drop(sess.id)
 			return &UIADone{RegToken: sess.regToken}, nil
 		}

@@ -8,10 +8,10 @@ import (
 
 var passwordFlows = []accounts.Flow{{Stages: []string{accounts.StagePassword}}}
 
-// uiaBind names a request for UIA: the session is valid for this method
-// and path of this user only.
+// uiaBind names a request for UIA: the session is valid for this route,
+// these parameters and this user only.
 func uiaBind(r *httpx.Request) string {
-	return r.Method() + " " + r.Path() + " " + r.Principal.UserID
+	return r.Route() + " " + r.Principal.UserID
 }
 
 type whoamiResp struct {

@@ -13,7 +13,7 @@ import (
 )
 
 type registerReq struct {
-	Username                 string             `json:"username"`
+	Username                 *string            `json:"username"` // nil: generate one; "" is invalid, as in Synapse
 	Password                 string             `json:"password"`
 	DeviceID                 string             `json:"device_id"`
 	InitialDeviceDisplayName string             `json:"initial_device_display_name"`
@@ -22,8 +22,9 @@ type registerReq struct {
 	Auth                     *accounts.AuthDict `json:"auth"`
 }
 
-// register is POST /register. The username is checked before UIA starts,
-// as Synapse does, so a client learns of a taken name at once.
+// register is POST /register. The username and the password's length are
+// checked before UIA starts, as Synapse does, so a client learns of a taken
+// name at once.
 func (a *API) register(r *httpx.Request, in *registerReq) (*accounts.Login, error) {
 	switch kind := r.Query("kind"); kind {
 	case "", "user":
@@ -32,11 +33,15 @@ func (a *API) register(r *httpx.Request, in *registerReq) (*accounts.Login, erro
 	default:
 		return nil, mxerr.InvalidParam("Unknown kind %q", kind)
 	}
-	lp := strings.ToLower(in.Username)
-	if lp != "" {
+	var lp string
+	if in.Username != nil {
+		lp = strings.ToLower(*in.Username)
 		if err := a.acc.Available(lp); err != nil {
 			return nil, err
 		}
+	}
+	if err := accounts.ValidatePassword(in.Password); err != nil {
+		return nil, err
 	}
 	flows := []accounts.Flow{{Stages: []string{accounts.StageRegToken}}}
 	if a.acc.OpenRegistration() {
@@ -45,6 +50,11 @@ func (a *API) register(r *httpx.Request, in *registerReq) (*accounts.Login, erro
 	done, err := a.acc.UIA("POST /register", flows, in.Auth, "")
 	if err != nil {
 		return nil, err
+	}
+	// Checked after UIA, as Synapse does, so that a bare {} still learns
+	// the flows: an account without a password could never log in.
+	if in.Password == "" {
+		return nil, mxerr.MissingParam("Missing password")
 	}
 	var dev *accounts.DeviceRequest
 	if !in.InhibitLogin {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 
@@ -29,6 +30,7 @@ type Authenticator func(token, remoteIP string, allowExpired bool) (*Principal, 
 // returns.
 type Request struct {
 	ctx       *fasthttp.RequestCtx
+	route     *Route
 	params    []param
 	ID        string     // request ID, also in the log and in 500 responses
 	Principal *Principal // nil on NoAuth routes and anonymous OptionalAuth calls
@@ -44,6 +46,18 @@ func (r *Request) Method() string { return string(r.ctx.Method()) }
 
 // Path returns the raw request path, as the client sent it.
 func (r *Request) Path() string { return string(r.ctx.URI().PathOriginal()) }
+
+// Route names the matched route and its parameters, e.g.
+// "DELETE /v3/devices/{deviceId} deviceId=ABC": the same for every prefix
+// (r0, v3) and spelling (percent-encoding) of one request.
+func (r *Request) Route() string {
+	var b strings.Builder
+	b.WriteString(r.route.Method + " " + r.route.Path)
+	for _, p := range r.params {
+		b.WriteString(" " + p.name + "=" + p.value)
+	}
+	return b.String()
+}
 
 // Param returns the decoded path parameter called name.
 func (r *Request) Param(name string) string {

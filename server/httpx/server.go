@@ -38,7 +38,10 @@ type Server struct {
 }
 
 // NewServer returns a server for mux. maxBody is the largest body any route
-// accepts (the fasthttp limit); routes check their own smaller limits.
+// accepts; routes check their own limits. fasthttp's limit is set above it,
+// because a body over fasthttp's limit is refused before it is read and the
+// connection reset mid-upload, which clients see as a network error rather
+// than the 413 a route's own check gives.
 func NewServer(mux *Mux, auth Authenticator, log *slog.Logger, maxBody int) *Server {
 	var rnd [3]byte
 	_, _ = rand.Read(rnd[:])
@@ -47,7 +50,7 @@ func NewServer(mux *Mux, auth Authenticator, log *slog.Logger, maxBody int) *Ser
 		Handler:                      s.handle,
 		ErrorHandler:                 s.handleParseError,
 		Name:                         "Hearth",
-		MaxRequestBodySize:           max(maxBody, DefaultMaxBody),
+		MaxRequestBodySize:           2 * max(maxBody, DefaultMaxBody),
 		ReadTimeout:                  60 * time.Second,
 		WriteTimeout:                 60 * time.Second,
 		IdleTimeout:                  120 * time.Second,
@@ -101,7 +104,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	pattern = rt.Method + " " + rt.Path
-	r.params = params
+	r.route, r.params = rt, params
 	resp, err := s.serveRoute(r, rt)
 	if err != nil {
 		writeError(ctx, r, err)
