@@ -30,6 +30,7 @@ import (
 
 	"hearth/server"
 	"hearth/server/accounts"
+	"hearth/server/mxerr"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -37,7 +38,11 @@ var version = "dev"
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "hearth:", err)
+		msg := err.Error()
+		if e, ok := mxerr.As(err); ok {
+			msg = e.Message // an operator needs the words, not the HTTP status
+		}
+		fmt.Fprintln(os.Stderr, "hearth:", msg)
 		os.Exit(1)
 	}
 }
@@ -141,6 +146,11 @@ func serve(args []string) error {
 		cfg.Argon2 = accounts.CheapArgon2
 	}
 
+	// Catch signals before the listener opens: a supervisor may send
+	// SIGTERM as soon as the server answers, and the default action would
+	// kill it without closing the database.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	start := time.Now()
 	s, err := server.Open(cfg)
 	if err != nil {
@@ -155,8 +165,6 @@ func serve(args []string) error {
 		fmt.Fprintf(os.Stderr, bootstrapBanner, "http://"+s.Addr(), tok)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -181,8 +189,10 @@ with this one-time registration token:
 `
 
 // openForCLI opens the data directory as the server recorded it, for
-// commands that run while the server is stopped.
-func openForCLI(c *commonFlags) (*server.Server, error) {
+// commands that run while the server is stopped. Only mayInit commands
+// (user create, so that an admin can exist before the first start) may
+// initialise an empty directory, under --server-name.
+func openForCLI(c *commonFlags, mayInit bool) (*server.Server, error) {
 	log, err := c.logger()
 	if err != nil {
 		return nil, err
@@ -191,8 +201,12 @@ func openForCLI(c *commonFlags) (*server.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if name == "" {
+	if name == "" && mayInit {
 		name = c.serverName
+	}
+	if name == "" {
+		// A mistyped --data must not quietly make a second server.
+		return nil, fmt.Errorf("no Hearth database in %s: check --data, or start `hearth serve` there once first", c.data)
 	}
 	// Registration is left "open" so that no bootstrap token is made: the
 	// CLI serves no requests.
@@ -220,7 +234,7 @@ func userCmd(args []string) error {
 	if name == "" && fs.NArg() > 0 {
 		name = fs.Arg(0)
 	}
-	s, err := openForCLI(&c)
+	s, err := openForCLI(&c, sub == "create")
 	if err != nil {
 		return err
 	}
@@ -246,6 +260,9 @@ func userCmd(args []string) error {
 		}
 		lp := strings.ToLower(strings.TrimPrefix(strings.SplitN(name, ":", 2)[0], "@"))
 		if err := acc.Available(lp); err != nil {
+			if e, ok := mxerr.As(err); ok && e.Code == "M_USER_IN_USE" {
+				return fmt.Errorf("%s already exists", acc.UserID(lp))
+			}
 			return err
 		}
 		pw, err := readPassword(*pwFile)

@@ -19,6 +19,7 @@ var layers = map[string]int{
 	"hearth/server/mxerr":    0,
 	"hearth/server/httpx":    1,
 	"hearth/server/accounts": 1,
+	"hearth/server/pdu":      1,
 	"hearth/server/client":   2,
 	"hearth/admin":           2,
 	"hearth/server":          3,

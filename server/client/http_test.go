@@ -32,7 +32,7 @@ func TestBadInput(t *testing.T) {
 		{"wrong type: displayname bool", "PUT", "/_matrix/client/v3/profile/@alice:localhost/displayname", "alice", `{"displayname":true}`, 400, "M_BAD_JSON"},
 		{"wrong type: devices not a list", "POST", "/_matrix/client/v3/delete_devices", "alice", `{"devices":"ABC"}`, 400, "M_BAD_JSON"},
 		{"nested too deep", "PUT", "/_matrix/client/v3/devices/X", "alice", deep, 400, "M_BAD_JSON"},
-		{"oversize body", "POST", "/_matrix/client/v3/login", "", `{"pad":"` + strings.Repeat("x", 2<<20) + `"}`, 413, "M_TOO_LARGE"},
+		{"oversize body", "POST", "/_matrix/client/v3/login", "", `{"pad":"` + strings.Repeat("x", 3<<19) + `"}`, 413, "M_TOO_LARGE"},
 		{"unknown token", "GET", "/_matrix/client/v3/account/whoami", "hat_not_a_real_token", nil, 401, "M_UNKNOWN_TOKEN"},
 		{"missing token", "GET", "/_matrix/client/v3/account/whoami", "", nil, 401, "M_MISSING_TOKEN"},
 		{"taken username", "POST", "/_matrix/client/v3/register", "", map[string]any{"username": "alice", "password": "x", "auth": map[string]string{"type": "m.login.dummy"}}, 400, "M_USER_IN_USE"},

@@ -20,7 +20,8 @@ type API struct {
 
 	// Rate limits, after Synapse's defaults but kinder to a family behind
 	// one address. Nil when rate limiting is off.
-	registerIP   *httpx.Limiter // registration, availability, token validity, per IP
+	registerIP   *httpx.Limiter // registration and availability checks, per IP
+	validityIP   *httpx.Limiter // registration token validity checks, per IP
 	loginIP      *httpx.Limiter // login attempts per IP
 	loginAccount *httpx.Limiter // login attempts per target account
 }
@@ -30,6 +31,7 @@ func New(acc *accounts.Service, cfg Config) *API {
 	a := &API{cfg: cfg, acc: acc}
 	if !cfg.NoRateLimit {
 		a.registerIP = httpx.NewLimiter(0.17, 5)
+		a.validityIP = httpx.NewLimiter(0.17, 5)
 		a.loginIP = httpx.NewLimiter(0.1, 10)
 		a.loginAccount = httpx.NewLimiter(0.05, 5)
 	}
@@ -54,7 +56,7 @@ func (a *API) Routes() []httpx.Route {
 		// Account registration.
 		{Method: "POST", Path: "/v3/register", Limit: a.registerIP, Handler: httpx.JSON(a.register)},
 		{Method: "GET", Path: "/v3/register/available", Limit: a.registerIP, Handler: httpx.NoBody(a.registerAvailable)},
-		{Method: "GET", Path: "/v1/register/m.login.registration_token/validity", Limit: a.registerIP, Handler: httpx.NoBody(a.registrationTokenValidity)},
+		{Method: "GET", Path: "/v1/register/m.login.registration_token/validity", Limit: a.validityIP, Handler: httpx.NoBody(a.registrationTokenValidity)},
 
 		// Account management.
 		{Method: "GET", Path: "/v3/account/whoami", Auth: httpx.UserAuth, Handler: httpx.NoBody(a.whoami)},
