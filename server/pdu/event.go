@@ -1,0 +1,233 @@
+package pdu
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	gmsl "github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+)
+
+// Event is a room event (a PDU) of a supported room version. It is
+// immutable; Redact returns a new Event.
+type Event struct {
+	p gmsl.PDU
+}
+
+// ID returns the event ID.
+func (e *Event) ID() string { return e.p.EventID() }
+
+// RoomID returns the room ID (for a v12 create event, the one it defines).
+func (e *Event) RoomID() string { return e.p.RoomID().String() }
+
+// Type returns the event type.
+func (e *Event) Type() string { return e.p.Type() }
+
+// StateKey returns the state key, or nil for a non-state event.
+func (e *Event) StateKey() *string { return e.p.StateKey() }
+
+// IsState reports whether the event has a state key.
+func (e *Event) IsState() bool { return e.p.StateKey() != nil }
+
+// StateKeyIs reports whether the event is a state event with key k.
+func (e *Event) StateKeyIs(k string) bool { return e.p.StateKeyEquals(k) }
+
+// Sender returns the sender's user ID.
+func (e *Event) Sender() string { return string(e.p.SenderID()) }
+
+// Content returns the content object as JSON.
+func (e *Event) Content() []byte { return e.p.Content() }
+
+// JSON returns the full signed event as servers exchange it.
+func (e *Event) JSON() []byte { return e.p.JSON() }
+
+// Depth returns the event's depth.
+func (e *Event) Depth() int64 { return e.p.Depth() }
+
+// PrevEventIDs returns the IDs of the events this one follows.
+func (e *Event) PrevEventIDs() []string { return e.p.PrevEventIDs() }
+
+// AuthEventIDs returns the IDs of the events that authorise this one.
+func (e *Event) AuthEventIDs() []string { return e.p.AuthEventIDs() }
+
+// OriginServerTS returns the sender's timestamp in milliseconds.
+func (e *Event) OriginServerTS() int64 { return int64(e.p.OriginServerTS()) }
+
+// Redacts returns the ID of the event a redaction redacts, or "".
+func (e *Event) Redacts() string { return e.p.Redacts() }
+
+// Redacted reports whether the event has been redacted.
+func (e *Event) Redacted() bool { return e.p.Redacted() }
+
+// Version returns the room version the event was parsed under.
+func (e *Event) Version() string { return string(e.p.Version()) }
+
+// Membership returns content.membership of an m.room.member event.
+func (e *Event) Membership() (string, error) { return e.p.Membership() }
+
+// StateKey names one piece of room state.
+type StateKey struct {
+	Type, StateKey string
+}
+
+// Proto is an event to be built.
+type Proto struct {
+	Version    string
+	RoomID     string // "" for the create event of a room version with domainless room IDs
+	Sender     string
+	Type       string
+	StateKey   *string
+	Content    json.RawMessage
+	PrevEvents []string
+	Depth      int64
+	Redacts    string
+}
+
+func (p *Proto) gmsl() *gmsl.ProtoEvent {
+	prev := p.PrevEvents
+	if prev == nil {
+		prev = []string{} // the library refuses null
+	}
+	return &gmsl.ProtoEvent{
+		SenderID: p.Sender, RoomID: p.RoomID, Type: p.Type, StateKey: p.StateKey,
+		PrevEvents: prev, AuthEvents: []string{}, Depth: p.Depth, Content: spec.RawJSON(p.Content), Redacts: p.Redacts,
+	}
+}
+
+// AuthStateNeeded returns the state whose current events authorise p.
+func AuthStateNeeded(p *Proto) ([]StateKey, error) {
+	needed, err := gmsl.StateNeededForProtoEvent(p.gmsl())
+	if err != nil {
+		return nil, badContent(err)
+	}
+	var out []StateKey
+	for _, t := range needed.Tuples() {
+		out = append(out, StateKey{Type: t.EventType, StateKey: t.StateKey})
+	}
+	return out, nil
+}
+
+// Signer signs the events this server builds.
+type Signer struct {
+	ServerName string
+	KeyID      string
+	Key        ed25519.PrivateKey
+}
+
+// Build hashes and signs p, naming as its auth events those of authState
+// that the auth rules need. authState must include the create event, even
+// in room versions that leave it out of auth_events.
+func Build(p *Proto, authState []*Event, s Signer, now time.Time) (*Event, error) {
+	impl, err := version(p.Version)
+	if err != nil {
+		return nil, err
+	}
+	provider, err := authProvider(authState)
+	if err != nil {
+		return nil, err
+	}
+	b := impl.NewEventBuilderFromProtoEvent(p.gmsl())
+	if p.Type != spec.MRoomCreate || p.StateKey == nil || *p.StateKey != "" {
+		if err := b.AddAuthEvents(provider); err != nil {
+			return nil, badContent(err)
+		}
+	}
+	ev, err := b.Build(now, spec.ServerName(s.ServerName), gmsl.KeyID(s.KeyID), s.Key)
+	if err != nil {
+		return nil, badContent(err)
+	}
+	return &Event{p: ev}, nil
+}
+
+func authProvider(events []*Event) (*gmsl.AuthEvents, error) {
+	pdus := make([]gmsl.PDU, 0, len(events))
+	for _, e := range events {
+		if e != nil {
+			pdus = append(pdus, e.p)
+		}
+	}
+	return gmsl.NewAuthEvents(pdus)
+}
+
+// ErrNotAllowed wraps every refusal by the auth rules.
+var ErrNotAllowed = errors.New("not allowed by the auth rules")
+
+// Allowed checks ev against its room version's auth rules, given the
+// state it is checked against (its auth events, or the state before it).
+// A refusal wraps ErrNotAllowed and says which rule failed.
+func Allowed(ev *Event, authState []*Event) error {
+	provider, err := authProvider(authState)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNotAllowed, err)
+	}
+	if err := gmsl.Allowed(ev.p, provider, userIDForSender); err != nil {
+		var na *gmsl.NotAllowed
+		if errors.As(err, &na) {
+			return fmt.Errorf("%w: %s", ErrNotAllowed, na.Message)
+		}
+		return fmt.Errorf("%w: %v", ErrNotAllowed, err)
+	}
+	return nil
+}
+
+// Parse reads an event this server stored itself (already verified).
+func Parse(roomVersion string, js []byte, redacted bool) (*Event, error) {
+	impl, err := version(roomVersion)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := impl.NewEventFromTrustedJSON(js, redacted)
+	if err != nil {
+		return nil, fmt.Errorf("pdu: parse stored event: %w", err)
+	}
+	return &Event{p: ev}, nil
+}
+
+// ParseUntrusted reads an event from another server: canonical JSON,
+// content hash (redacting on mismatch, as the spec says), size and shape
+// are checked. Signatures are checked separately.
+func ParseUntrusted(roomVersion string, js []byte) (*Event, error) {
+	impl, err := version(roomVersion)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := impl.NewEventFromUntrustedJSON(js)
+	if err != nil {
+		return nil, fmt.Errorf("pdu: untrusted event: %w", err)
+	}
+	return &Event{p: ev}, nil
+}
+
+// Redact returns the event with its content stripped by its room
+// version's redaction algorithm.
+func (e *Event) Redact() (*Event, error) {
+	impl, err := version(e.Version())
+	if err != nil {
+		return nil, err
+	}
+	js, err := impl.RedactEventJSON(e.JSON())
+	if err != nil {
+		return nil, err
+	}
+	return Parse(e.Version(), js, true)
+}
+
+// badContent reports a library refusal of malformed content as a client
+// error.
+func badContent(err error) error {
+	return &contentError{err}
+}
+
+type contentError struct{ err error }
+
+func (c *contentError) Error() string { return "pdu: " + c.err.Error() }
+func (c *contentError) Unwrap() error { return c.err }
+
+// IsBadContent reports whether err is a refusal of malformed event content.
+func IsBadContent(err error) bool {
+	var c *contentError
+	return errors.As(err, &c)
+}
