@@ -20,14 +20,15 @@ var layers = map[string]int{
 	"hearth/server/httpx":    1,
 	"hearth/server/accounts": 1,
 	"hearth/server/pdu":      1,
-	"hearth/server/client":   2,
-	"hearth/admin":           2,
-	"hearth/server":          3,
-	"hearth":                 4,
+	"hearth/server/rooms":    2,
+	"hearth/server/client":   3,
+	"hearth/admin":           3,
+	"hearth/server":          4,
+	"hearth":                 5,
 	// Test support sits above everything it starts.
 	"hearth/store/storetest":    1,
-	"hearth/server/servertest":  4,
-	"hearth/server/processtest": 5,
+	"hearth/server/servertest":  5,
+	"hearth/server/processtest": 6,
 }
 
 // onlyImportedBy names outside packages that a single package wraps.

@@ -20,6 +20,8 @@ import (
 	"hearth/server/accounts"
 	"hearth/server/client"
 	"hearth/server/httpx"
+	"hearth/server/pdu"
+	"hearth/server/rooms"
 	"hearth/store"
 )
 
@@ -46,6 +48,7 @@ type Server struct {
 	log        *slog.Logger
 	store      *store.Store
 	accounts   *accounts.Service
+	rooms      *rooms.Service
 	httpSrv    *httpx.Server
 	signingKey ed25519.PrivateKey
 	keyID      string
@@ -88,7 +91,8 @@ func Open(cfg Config) (*Server, error) {
 	}
 
 	mux := &httpx.Mux{}
-	api := client.New(s.accounts, client.Config{PublicURL: cfg.PublicURL, NoRateLimit: cfg.NoRateLimit})
+	s.rooms = rooms.New(st, pdu.Signer{ServerName: cfg.ServerName, KeyID: s.keyID, Key: s.signingKey}, cfg.Log)
+	api := client.New(s.accounts, s.rooms, client.Config{PublicURL: cfg.PublicURL, NoRateLimit: cfg.NoRateLimit})
 	mux.Handle("/_matrix/client", api.Routes())
 	mux.Handle("", api.WellKnownRoutes())
 	mux.Handle("/_synapse/admin", admin.New(s.accounts, cfg.RegistrationSharedSecret).Routes())

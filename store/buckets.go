@@ -16,11 +16,44 @@ var (
 	bucketRefresh = []byte("refreshhash_session")
 	// bucketRegTokens maps a registration token to its JSON RegToken record.
 	bucketRegTokens = []byte("regtoken_regtoken")
+
+	// Rooms and events. An event's stream position (its place in the one
+	// global order /sync delivers in) is also its numeric ID: every index
+	// below refers to events by position, 8 bytes instead of an event ID.
+
+	// bucketEvents maps a position to the event record (see eventRecord).
+	// Its bbolt sequence is the global stream position.
+	bucketEvents = []byte("pos_event")
+	// bucketEventIDs maps an event ID to its position.
+	bucketEventIDs = []byte("eventid_pos")
+	// bucketRoomIDs maps a room ID to its numeric room ID (NID).
+	bucketRoomIDs = []byte("roomid_nid")
+	// bucketRooms maps a room NID to its JSON Room record.
+	bucketRooms = []byte("roomnid_room")
+	// bucketRoomStream indexes a room's live timeline: NID, pos → nothing.
+	bucketRoomStream = []byte("roomnid_pos")
+	// bucketRoomTopo indexes a room's timeline by topology: NID, depth,
+	// pos → nothing.
+	bucketRoomTopo = []byte("roomnid_depth_pos")
+	// bucketRoomState is the materialised current state: NID, type 0x00
+	// state key → pos.
+	bucketRoomState = []byte("roomnid_type_statekey_pos")
+	// bucketSnapshots maps a snapshot ID to its JSON snapshot (a parent and
+	// the state entries that differ from it).
+	bucketSnapshots = []byte("snapid_snapshot")
+	// bucketMembers indexes memberships by user: user ID 0x00 NID → JSON
+	// Membership.
+	bucketMembers = []byte("userid_roomnid_membership")
+	// bucketTxnIDs maps localpart 0x00 device 0x00 NID txnID → pos, so a
+	// retried send returns the first event.
+	bucketTxnIDs = []byte("txn_pos")
 )
 
 // allBuckets lists every bucket the current schema has.
 var allBuckets = [][]byte{
 	bucketMeta, bucketUsers, bucketDevices, bucketAccess, bucketRefresh, bucketRegTokens,
+	bucketEvents, bucketEventIDs, bucketRoomIDs, bucketRooms, bucketRoomStream, bucketRoomTopo,
+	bucketRoomState, bucketSnapshots, bucketMembers, bucketTxnIDs,
 }
 
 // Keys of bucketMeta.

@@ -82,15 +82,20 @@ func (s *Store) View(fn func(tx *Tx) error) error {
 // migrations[i] brings a database at schema version i to version i+1.
 // Append only; never edit a step that has shipped.
 var migrations = []func(tx *bolt.Tx) error{
-	// 0 → 1: the first schema.
-	func(tx *bolt.Tx) error {
-		for _, b := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
+	// 0 → 1: accounts.
+	createBuckets,
+	// 1 → 2: rooms and events.
+	createBuckets,
+}
+
+// createBuckets creates every bucket of the current schema that is missing.
+func createBuckets(tx *bolt.Tx) error {
+	for _, b := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
 		}
-		return nil
-	},
+	}
+	return nil
 }
 
 // SchemaVersion is the schema version this binary writes.

@@ -3,6 +3,7 @@ package client
 import (
 	"hearth/server/httpx"
 	"hearth/server/mxerr"
+	"hearth/server/pdu"
 )
 
 // specVersions are the spec versions whose Client-Server API this server
@@ -30,10 +31,10 @@ type capabilitiesResp struct {
 	Capabilities map[string]any `json:"capabilities"`
 }
 
-// capabilities is GET /capabilities. Room versions are announced once the
-// room core exists.
+// capabilities is GET /capabilities.
 func (a *API) capabilities(r *httpx.Request) (*capabilitiesResp, error) {
 	return &capabilitiesResp{Capabilities: map[string]any{
+		"m.room_versions":   map[string]any{"default": pdu.DefaultVersion, "available": pdu.Versions()},
 		"m.change_password": enabled{true},
 		"m.set_displayname": enabled{true},
 		"m.set_avatar_url":  enabled{true},

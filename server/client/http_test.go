@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -108,3 +109,5 @@ func TestHeadServedAsGet(t *testing.T) {
 		t.Fatalf("HEAD /versions: %s", r)
 	}
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

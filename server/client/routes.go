@@ -5,6 +5,7 @@ package client
 import (
 	"hearth/server/accounts"
 	"hearth/server/httpx"
+	"hearth/server/rooms"
 )
 
 // Config is what the client API needs of the server's settings.
@@ -15,8 +16,9 @@ type Config struct {
 
 // API holds the client API handlers of one server.
 type API struct {
-	cfg Config
-	acc *accounts.Service
+	cfg   Config
+	acc   *accounts.Service
+	rooms *rooms.Service
 
 	// Rate limits, after Synapse's defaults but kinder to a family behind
 	// one address. Nil when rate limiting is off.
@@ -26,9 +28,9 @@ type API struct {
 	loginAccount *httpx.Limiter // login attempts per target account
 }
 
-// New returns the client API over the account service.
-func New(acc *accounts.Service, cfg Config) *API {
-	a := &API{cfg: cfg, acc: acc}
+// New returns the client API over the account and room services.
+func New(acc *accounts.Service, rs *rooms.Service, cfg Config) *API {
+	a := &API{cfg: cfg, acc: acc, rooms: rs}
 	if !cfg.NoRateLimit {
 		a.registerIP = httpx.NewLimiter(0.17, 5)
 		a.validityIP = httpx.NewLimiter(0.17, 5)
@@ -41,6 +43,12 @@ func New(acc *accounts.Service, cfg Config) *API {
 // Routes is the Client-Server API's route table, mounted at
 // /_matrix/client; "/v3/..." routes are served under r0 too.
 func (a *API) Routes() []httpx.Route {
+	return append(a.accountRoutes(), a.roomRoutes()...)
+}
+
+// accountRoutes is the table of discovery, login, registration, account,
+// device and profile endpoints.
+func (a *API) accountRoutes() []httpx.Route {
 	return []httpx.Route{
 		// Server discovery and capabilities.
 		{Method: "GET", Path: "/versions", Handler: httpx.NoBody(a.versions)},

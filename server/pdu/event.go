@@ -136,6 +136,10 @@ func Build(p *Proto, authState []*Event, s Signer, now time.Time) (*Event, error
 		}
 	}
 	ev, err := b.Build(now, spec.ServerName(s.ServerName), gmsl.KeyID(s.KeyID), s.Key)
+	var ve gmsl.EventValidationError
+	if errors.As(err, &ve) && ve.Code == gmsl.EventValidationTooLarge {
+		return nil, fmt.Errorf("%w: %s", ErrTooLarge, ve.Message)
+	}
 	if err != nil {
 		return nil, badContent(err)
 	}
@@ -151,6 +155,10 @@ func authProvider(events []*Event) (*gmsl.AuthEvents, error) {
 	}
 	return gmsl.NewAuthEvents(pdus)
 }
+
+// ErrTooLarge means an event is over the spec's size limits (65,536
+// bytes of JSON, 255 bytes of type, state key, sender or room ID).
+var ErrTooLarge = errors.New("event too large")
 
 // ErrNotAllowed wraps every refusal by the auth rules.
 var ErrNotAllowed = errors.New("not allowed by the auth rules")

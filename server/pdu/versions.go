@@ -80,3 +80,13 @@ func PrivilegedCreators(v string) bool {
 func userIDForSender(_ spec.RoomID, sender spec.SenderID) (*spec.UserID, error) {
 	return spec.NewUserID(string(sender), true)
 }
+
+// CreatorInContent reports whether v's create event names its creator in
+// content.creator (versions 1 to 10; from v11 the sender is the creator).
+func CreatorInContent(v string) bool {
+	switch v {
+	case "1", "2", "3", "4", "5", "6", "7", "8", "9", "10":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,157 @@
+package rooms
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+
+	"hearth/server/mxerr"
+	"hearth/store"
+)
+
+// MemberChange is a change of someone's membership of a room.
+type MemberChange struct {
+	Sender     string
+	Target     string // the user whose membership changes
+	Membership string // join, leave, invite, ban
+	Reason     string
+	// Profile is the target's displayname and avatar_url, carried in
+	// joins and invites so clients can show names without a lookup.
+	Profile  map[string]string
+	IsDirect bool
+	Txn      *store.TxnKey
+}
+
+// ChangeMembership sends the member event of c. The auth rules decide
+// whether it is allowed: bans keep users out, invite-only rooms need an
+// invite, kicks and bans need power.
+func (s *Service) ChangeMembership(roomID string, c *MemberChange) (string, error) {
+	if !strings.HasSuffix(c.Target, ":"+s.serverName) {
+		// Remote users are reached over federation, which comes later.
+		return "", mxerr.Forbidden("Users on other servers cannot be invited or joined yet")
+	}
+	content := map[string]any{"membership": c.Membership}
+	if c.Reason != "" {
+		content["reason"] = c.Reason
+	}
+	if c.Membership == "join" || c.Membership == "invite" {
+		for k, v := range c.Profile {
+			if v != "" {
+				content[k] = v
+			}
+		}
+	}
+	if c.IsDirect {
+		content["is_direct"] = true
+	}
+	b, err := json.Marshal(content)
+	if err != nil {
+		return "", err
+	}
+	target := c.Target
+	return s.Send(roomID, &Draft{Sender: c.Sender, Type: "m.room.member", StateKey: &target, Content: b, Txn: c.Txn})
+}
+
+// Membership returns a user's membership of a room ("" for none).
+func (s *Service) Membership(userID, roomID string) (string, error) {
+	var out string
+	err := s.store.View(func(tx *store.Tx) error {
+		room, err := tx.RoomByID(roomID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		m, err := tx.MembershipOf(userID, room.NID)
+		if err == nil {
+			out = m.Membership
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Forget hides a room the user has left from them for good.
+func (s *Service) Forget(userID, roomID string) error {
+	return s.store.Update(func(tx *store.Tx) error {
+		room, err := tx.RoomByID(roomID)
+		if errors.Is(err, store.ErrNotFound) {
+			return mxerr.NotFound("Unknown room")
+		}
+		if err != nil {
+			return err
+		}
+		m, err := tx.MembershipOf(userID, room.NID)
+		if errors.Is(err, store.ErrNotFound) {
+			return mxerr.NotFound("You were never in this room")
+		}
+		if err != nil {
+			return err
+		}
+		if m.Membership == "join" || m.Membership == "invite" || m.Membership == "knock" {
+			return mxerr.Unknown("You must leave the room before forgetting it")
+		}
+		return tx.SetForgotten(userID, room.NID)
+	})
+}
+
+// Member is one entry of /members and /joined_members.
+type Member struct {
+	UserID     string
+	Membership string
+	Event      *ClientEvent
+}
+
+// Members returns the member events of a room that userID may see.
+func (s *Service) Members(userID, roomID string) ([]Member, error) {
+	var out []Member
+	err := s.store.View(func(tx *store.Tx) error {
+		v, err := s.viewFor(tx, userID, roomID)
+		if err != nil {
+			return err
+		}
+		st, err := s.stateOf(tx, v)
+		if err != nil {
+			return err
+		}
+		for sk, pos := range st {
+			if sk.Type != "m.room.member" {
+				continue
+			}
+			rec, err := tx.Event(pos)
+			if err != nil {
+				return err
+			}
+			ce, err := s.clientEvent(tx, v.room.Version, rec)
+			if err != nil {
+				return err
+			}
+			var c struct {
+				Membership string `json:"membership"`
+			}
+			_ = json.Unmarshal(ce.Content, &c)
+			out = append(out, Member{UserID: sk.Key, Membership: c.Membership, Event: ce})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Version returns a room's version, or M_NOT_FOUND for an unknown room.
+func (s *Service) Version(roomID string) (string, error) {
+	var v string
+	err := s.store.View(func(tx *store.Tx) error {
+		r, err := tx.RoomByID(roomID)
+		if errors.Is(err, store.ErrNotFound) {
+			return mxerr.NotFound("Unknown room")
+		}
+		if err == nil {
+			v = r.Version
+		}
+		return err
+	})
+	return v, err
+}

@@ -1,0 +1,305 @@
+package rooms
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"hearth/server/mxerr"
+	"hearth/server/pdu"
+	"hearth/store"
+)
+
+// ClientEvent is an event in the client format of the Client-Server API.
+type ClientEvent struct {
+	Content        json.RawMessage `json:"content"`
+	EventID        string          `json:"event_id"`
+	OriginServerTS int64           `json:"origin_server_ts"`
+	RoomID         string          `json:"room_id"`
+	Sender         string          `json:"sender"`
+	StateKey       *string         `json:"state_key,omitempty"`
+	Type           string          `json:"type"`
+	Redacts        string          `json:"redacts,omitempty"`
+	Unsigned       map[string]any  `json:"unsigned,omitempty"`
+}
+
+// clientEvent formats a stored event: unsigned carries age and, for state
+// events, the content it replaced.
+func (s *Service) clientEvent(tx *store.Tx, version string, rec *store.StoredEvent) (*ClientEvent, error) {
+	ev, err := pdu.Parse(version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+	if err != nil {
+		return nil, err
+	}
+	ce := &ClientEvent{
+		Content: ev.Content(), EventID: ev.ID(), OriginServerTS: ev.OriginServerTS(), RoomID: ev.RoomID(),
+		Sender: ev.Sender(), StateKey: ev.StateKey(), Type: ev.Type(), Redacts: ev.Redacts(),
+		Unsigned: map[string]any{"age": max(0, s.now().UnixMilli()-ev.OriginServerTS())},
+	}
+	if ev.IsState() && rec.StateBefore != 0 {
+		before, err := tx.StateAt(rec.StateBefore)
+		if err != nil {
+			return nil, err
+		}
+		if p, ok := before[store.StateKey{Type: ev.Type(), Key: *ev.StateKey()}]; ok {
+			prev, err := tx.Event(p)
+			if err == nil {
+				if pe, err := pdu.Parse(version, prev.JSON, prev.Flags&store.FlagRedacted != 0); err == nil {
+					ce.Unsigned["prev_content"] = json.RawMessage(pe.Content())
+					ce.Unsigned["replaces_state"] = pe.ID()
+					ce.Unsigned["prev_sender"] = pe.Sender()
+				}
+			}
+		}
+	}
+	return ce, nil
+}
+
+// view is what one user may read of a room: everything while joined, and
+// up to their leave (or ban) afterwards.
+type view struct {
+	room  *store.Room
+	until uint64 // 0: no limit; else the user's last member event
+}
+
+// viewFor returns what userID may read of roomID: M_FORBIDDEN when they
+// never joined, and M_NOT_FOUND (not M_FORBIDDEN, so that it does not
+// tell whether the room exists) for an unknown room.
+func (s *Service) viewFor(tx *store.Tx, userID, roomID string) (*view, error) {
+	room, err := tx.RoomByID(roomID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, mxerr.Forbidden("You are not a member of this room")
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := tx.MembershipOf(userID, room.NID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, mxerr.Forbidden("You are not a member of this room")
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch m.Membership {
+	case "join":
+		return &view{room: room}, nil
+	case "leave", "ban":
+		return &view{room: room, until: m.Pos}, nil
+	}
+	return nil, mxerr.Forbidden("You are not a member of this room")
+}
+
+// stateOf returns the state a view sees: current while joined, else the
+// state right after the user's own leave.
+func (s *Service) stateOf(tx *store.Tx, v *view) (map[store.StateKey]uint64, error) {
+	if v.until == 0 {
+		return tx.CurrentState(v.room.NID, "")
+	}
+	rec, err := tx.Event(v.until)
+	if err != nil {
+		return nil, err
+	}
+	st, err := tx.StateAt(rec.StateBefore)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := pdu.Parse(v.room.Version, rec.JSON, false)
+	if err != nil {
+		return nil, err
+	}
+	st[store.StateKey{Type: ev.Type(), Key: *ev.StateKey()}] = rec.Pos
+	return st, nil
+}
+
+// State returns the room state userID may see, in client format.
+func (s *Service) State(userID, roomID string) ([]*ClientEvent, error) {
+	var out []*ClientEvent
+	err := s.store.View(func(tx *store.Tx) error {
+		v, err := s.viewFor(tx, userID, roomID)
+		if err != nil {
+			return err
+		}
+		st, err := s.stateOf(tx, v)
+		if err != nil {
+			return err
+		}
+		out = make([]*ClientEvent, 0, len(st))
+		for _, pos := range st {
+			rec, err := tx.Event(pos)
+			if err != nil {
+				return err
+			}
+			ce, err := s.clientEvent(tx, v.room.Version, rec)
+			if err != nil {
+				return err
+			}
+			out = append(out, ce)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// StateEvent returns one state event userID may see, or M_NOT_FOUND.
+func (s *Service) StateEvent(userID, roomID, typ, key string) (*ClientEvent, error) {
+	var out *ClientEvent
+	err := s.store.View(func(tx *store.Tx) error {
+		v, err := s.viewFor(tx, userID, roomID)
+		if err != nil {
+			return err
+		}
+		st, err := s.stateOf(tx, v)
+		if err != nil {
+			return err
+		}
+		pos, ok := st[store.StateKey{Type: typ, Key: key}]
+		if !ok {
+			return mxerr.NotFound("Event not found")
+		}
+		rec, err := tx.Event(pos)
+		if err != nil {
+			return err
+		}
+		out, err = s.clientEvent(tx, v.room.Version, rec)
+		return err
+	})
+	return out, err
+}
+
+// Event returns one event of a room that userID may see, or M_NOT_FOUND.
+func (s *Service) Event(userID, roomID, eventID string) (*ClientEvent, error) {
+	var out *ClientEvent
+	err := s.store.View(func(tx *store.Tx) error {
+		v, err := s.viewFor(tx, userID, roomID)
+		if err != nil {
+			return err
+		}
+		rec, err := tx.EventByID(eventID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && (rec.RoomNID != v.room.NID || (v.until != 0 && rec.Pos > v.until))) {
+			return mxerr.NotFound("Event not found")
+		}
+		if err != nil {
+			return err
+		}
+		out, err = s.clientEvent(tx, v.room.Version, rec)
+		return err
+	})
+	return out, err
+}
+
+// Page is one page of /messages.
+type Page struct {
+	Chunk []*ClientEvent `json:"chunk"`
+	Start string         `json:"start"`
+	End   string         `json:"end,omitempty"`
+	State []*ClientEvent `json:"state,omitempty"`
+}
+
+// Topological tokens of /messages read "t<depth>_<pos>".
+func topoToken(t *store.TopoToken) string {
+	return fmt.Sprintf("t%d_%d", t.Depth, t.Pos)
+}
+
+func parseTopoToken(s string) (*store.TopoToken, error) {
+	d, p, ok := strings.Cut(strings.TrimPrefix(s, "t"), "_")
+	depth, err1 := strconv.ParseInt(d, 10, 64)
+	pos, err2 := strconv.ParseUint(p, 10, 64)
+	if !ok || !strings.HasPrefix(s, "t") || err1 != nil || err2 != nil || depth < 0 {
+		return nil, mxerr.InvalidParam("Invalid pagination token")
+	}
+	return &store.TopoToken{Depth: depth, Pos: pos}, nil
+}
+
+// Messages pages through a room's timeline in topological order, from the
+// token from ("" for the end the direction starts from), as far as userID
+// may see. End is omitted when there is nothing further, as the spec says.
+func (s *Service) Messages(userID, roomID, from string, backward bool, limit int) (*Page, error) {
+	var cursor *store.TopoToken
+	if from != "" {
+		var err error
+		if cursor, err = parseTopoToken(from); err != nil {
+			return nil, err
+		}
+	}
+	dir := store.Forward
+	if backward {
+		dir = store.Backward
+	}
+	page := &Page{Chunk: []*ClientEvent{}, Start: from}
+	err := s.store.View(func(tx *store.Tx) error {
+		v, err := s.viewFor(tx, userID, roomID)
+		if err != nil {
+			return err
+		}
+		for len(page.Chunk) < limit {
+			entries, err := tx.Timeline(v.room.NID, cursor, dir, limit-len(page.Chunk))
+			if err != nil {
+				return err
+			}
+			if len(entries) == 0 {
+				return nil // the start (or end) of the room: no end token
+			}
+			for i, e := range entries {
+				if page.Start == "" && i == 0 {
+					// A token just outside the first event, so that paging
+					// from it in the same direction gives this page again.
+					t := e.Token
+					if backward {
+						t.Pos++
+					} else if t.Pos > 0 {
+						t.Pos--
+					}
+					page.Start = topoToken(&t)
+				}
+				cursor = &entries[i].Token
+				if v.until != 0 && e.Event.Pos > v.until {
+					continue // after the user left
+				}
+				ce, err := s.clientEvent(tx, v.room.Version, e.Event)
+				if err != nil {
+					return err
+				}
+				page.Chunk = append(page.Chunk, ce)
+			}
+		}
+		more, err := tx.Timeline(v.room.NID, cursor, dir, 1)
+		if err != nil {
+			return err
+		}
+		if len(more) > 0 {
+			page.End = topoToken(cursor)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if page.Start == "" {
+		page.Start = "t0_0"
+	}
+	return page, nil
+}
+
+// JoinedRooms returns the IDs of the rooms userID is joined to.
+func (s *Service) JoinedRooms(userID string) ([]string, error) {
+	out := []string{}
+	err := s.store.View(func(tx *store.Tx) error {
+		ms, err := tx.Memberships(userID)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if m.Membership != "join" {
+				continue
+			}
+			r, err := tx.RoomByNID(m.RoomNID)
+			if err != nil {
+				return err
+			}
+			out = append(out, r.RoomID)
+		}
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,216 @@
+// Package rooms is the room core: each room has one serialised writer that
+// builds local events, checks them against the auth rules and the room's
+// current state, and persists everything they change in one transaction.
+package rooms
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"hearth/server/mxerr"
+	"hearth/server/pdu"
+	"hearth/store"
+)
+
+// MaxEventSize is the spec's limit on an event's JSON, in bytes.
+const MaxEventSize = 65536
+
+// Service writes and reads the rooms of one server.
+type Service struct {
+	store      *store.Store
+	signer     pdu.Signer
+	serverName string
+	log        *slog.Logger
+	now        func() time.Time
+
+	mu    sync.Mutex             // guards locks
+	locks map[string]*sync.Mutex // one writer per room
+
+	// OnAppend, when set, is called after events are durable, with the
+	// newest position. Sync wakes its waiters from it.
+	OnAppend func(pos uint64)
+}
+
+// New returns the room service.
+func New(st *store.Store, signer pdu.Signer, log *slog.Logger) *Service {
+	return &Service{store: st, signer: signer, serverName: signer.ServerName, log: log, now: time.Now, locks: map[string]*sync.Mutex{}}
+}
+
+// lockRoom serialises writers of one room; rooms never wait on each other.
+func (s *Service) lockRoom(roomID string) func() {
+	s.mu.Lock()
+	l := s.locks[roomID]
+	if l == nil {
+		l = &sync.Mutex{}
+		s.locks[roomID] = l
+	}
+	s.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// Draft is a local event to send.
+type Draft struct {
+	Sender   string
+	Type     string
+	StateKey *string // nil for a message-like event
+	Content  json.RawMessage
+	Redacts  string
+	Txn      *store.TxnKey
+}
+
+// head is a room as the next event sees it: its version, where the
+// timeline ends and its current state.
+type head struct {
+	version string
+	roomID  string
+	prev    []string
+	depth   int64
+	state   map[pdu.StateKey]*pdu.Event
+}
+
+// build makes, signs and authorises the next event of h and advances h.
+func (s *Service) build(h *head, d *Draft) (*pdu.Event, error) {
+	p := &pdu.Proto{
+		Version: h.version, RoomID: h.roomID, Sender: d.Sender, Type: d.Type, StateKey: d.StateKey,
+		Content: d.Content, PrevEvents: h.prev, Depth: h.depth + 1, Redacts: d.Redacts,
+	}
+	needed, err := pdu.AuthStateNeeded(p)
+	if err != nil {
+		return nil, mxerr.BadJSON("Invalid event content: %v", err)
+	}
+	var authState []*pdu.Event
+	for _, sk := range append(needed, pdu.StateKey{Type: "m.room.create"}) {
+		if ev := h.state[sk]; ev != nil {
+			authState = append(authState, ev)
+		}
+	}
+	ev, err := pdu.Build(p, authState, s.signer, s.now())
+	if errors.Is(err, pdu.ErrTooLarge) {
+		return nil, mxerr.TooLarge("Event is larger than %d bytes", MaxEventSize)
+	}
+	if pdu.IsBadContent(err) {
+		return nil, mxerr.BadJSON("Invalid event: %v", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(ev.JSON()) > MaxEventSize {
+		return nil, mxerr.TooLarge("Event is larger than %d bytes", MaxEventSize)
+	}
+	if err := pdu.Allowed(ev, authState); err != nil {
+		return nil, mxerr.Forbidden("%s", err)
+	}
+	if h.roomID == "" {
+		h.roomID = ev.RoomID()
+	}
+	h.prev, h.depth = []string{ev.ID()}, ev.Depth()
+	if ev.IsState() {
+		h.state[pdu.StateKey{Type: ev.Type(), StateKey: *ev.StateKey()}] = ev
+	}
+	return ev, nil
+}
+
+// loadHead reads a room's head from the store. Only the room's writer may
+// call it, between lockRoom and the append.
+func (s *Service) loadHead(tx *store.Tx, room *store.Room) (*head, error) {
+	h := &head{version: room.Version, roomID: room.RoomID, depth: room.Depth, state: map[pdu.StateKey]*pdu.Event{}}
+	for _, p := range room.Extremities {
+		ev, err := s.eventAt(tx, room.Version, p)
+		if err != nil {
+			return nil, err
+		}
+		h.prev = append(h.prev, ev.ID())
+	}
+	cur, err := tx.CurrentState(room.NID, "")
+	if err != nil {
+		return nil, err
+	}
+	for sk, pos := range cur {
+		ev, err := s.eventAt(tx, room.Version, pos)
+		if err != nil {
+			return nil, err
+		}
+		h.state[pdu.StateKey{Type: sk.Type, StateKey: sk.Key}] = ev
+	}
+	return h, nil
+}
+
+func (s *Service) eventAt(tx *store.Tx, version string, pos uint64) (*pdu.Event, error) {
+	rec, err := tx.Event(pos)
+	if err != nil {
+		return nil, fmt.Errorf("event at %d: %w", pos, err)
+	}
+	return pdu.Parse(version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+}
+
+func newEvent(ev *pdu.Event, txn *store.TxnKey) *store.NewEvent {
+	ne := &store.NewEvent{EventID: ev.ID(), JSON: ev.JSON(), Depth: ev.Depth(), Type: ev.Type(), StateKey: ev.StateKey(), PrevEvents: ev.PrevEventIDs(), Txn: txn}
+	if ev.Type() == "m.room.member" {
+		ne.Membership, _ = ev.Membership()
+	}
+	return ne
+}
+
+// Send builds, authorises and persists one local event in a room, and
+// returns its ID. A draft with a transaction already sent returns the
+// first event's ID again.
+func (s *Service) Send(roomID string, d *Draft) (string, error) {
+	unlock := s.lockRoom(roomID)
+	defer unlock()
+	var room *store.Room
+	var h *head
+	var existing string
+	err := s.store.View(func(tx *store.Tx) (err error) {
+		room, err = tx.RoomByID(roomID)
+		if errors.Is(err, store.ErrNotFound) {
+			return mxerr.NotFound("Unknown room")
+		}
+		if err != nil {
+			return err
+		}
+		if d.Txn != nil {
+			if pos, err := tx.TxnEvent(d.Txn, room.NID); err == nil {
+				ev, err := s.eventAt(tx, room.Version, pos)
+				if err != nil {
+					return err
+				}
+				existing = ev.ID()
+				return nil
+			}
+		}
+		h, err = s.loadHead(tx, room)
+		return err
+	})
+	if err != nil || existing != "" {
+		return existing, err
+	}
+	ev, err := s.build(h, d)
+	if err != nil {
+		return "", err
+	}
+	var pos uint64
+	err = s.store.Update(func(tx *store.Tx) error {
+		r, err := tx.RoomByNID(room.NID)
+		if err != nil {
+			return err
+		}
+		pos, err = tx.AppendEvent(r, newEvent(ev, d.Txn))
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	s.appended(pos)
+	return ev.ID(), nil
+}
+
+func (s *Service) appended(pos uint64) {
+	if s.OnAppend != nil {
+		s.OnAppend(pos)
+	}
+}

@@ -1,0 +1,419 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Room is what the store keeps about a room besides its events.
+type Room struct {
+	RoomID  string `json:"room_id"`
+	NID     uint64 `json:"nid"`
+	Version string `json:"version"`
+	// Extremities are the positions of the forward extremities: the
+	// events no other event follows yet, the prev_events of the next one.
+	Extremities []uint64 `json:"extremities"`
+	Depth       int64    `json:"depth"`     // the greatest depth in the room
+	CurrentSnap uint64   `json:"snap"`      // snapshot of the current state
+	Published   bool     `json:"published"` // listed in the public room directory
+}
+
+// StateKey names one piece of room state.
+type StateKey struct {
+	Type, Key string
+}
+
+// Event flags.
+const (
+	// FlagOutlier: known (an auth event, an invite) but not in the timeline.
+	FlagOutlier uint8 = 1 << iota
+	// FlagRedacted: the JSON is the redacted form.
+	FlagRedacted
+)
+
+// StoredEvent is an event as the store holds it.
+type StoredEvent struct {
+	Pos         uint64
+	RoomNID     uint64
+	StateBefore uint64 // snapshot of the room state before the event
+	Flags       uint8
+	JSON        []byte
+}
+
+// eventRecord layout: room NID (8), state-before snapshot (8), flags (1),
+// then the event JSON.
+const eventHeader = 17
+
+func encodeEvent(e *StoredEvent) []byte {
+	b := make([]byte, eventHeader, eventHeader+len(e.JSON))
+	binary.BigEndian.PutUint64(b[0:], e.RoomNID)
+	binary.BigEndian.PutUint64(b[8:], e.StateBefore)
+	b[16] = e.Flags
+	return append(b, e.JSON...)
+}
+
+func decodeEvent(pos uint64, b []byte) (*StoredEvent, error) {
+	if len(b) < eventHeader {
+		return nil, fmt.Errorf("store: event %d: short record", pos)
+	}
+	return &StoredEvent{
+		Pos: pos, RoomNID: binary.BigEndian.Uint64(b[0:]), StateBefore: binary.BigEndian.Uint64(b[8:]),
+		Flags: b[16], JSON: slices.Clone(b[eventHeader:]),
+	}, nil
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func nidKey(nid uint64, rest ...[]byte) []byte {
+	k := u64(nid)
+	for _, r := range rest {
+		k = append(k, r...)
+	}
+	return k
+}
+
+func stateKeyBytes(sk StateKey) []byte {
+	return append(append([]byte(sk.Type), 0), sk.Key...)
+}
+
+// CreateRoom registers a new room and returns it; ErrExists if the ID is
+// taken.
+func (tx *Tx) CreateRoom(roomID, version string) (*Room, error) {
+	ids := tx.btx.Bucket(bucketRoomIDs)
+	if ids.Get([]byte(roomID)) != nil {
+		return nil, ErrExists
+	}
+	nid, err := ids.NextSequence()
+	if err != nil {
+		return nil, err
+	}
+	r := &Room{RoomID: roomID, NID: nid, Version: version, Extremities: []uint64{}}
+	if err := ids.Put([]byte(roomID), u64(nid)); err != nil {
+		return nil, err
+	}
+	return r, tx.PutRoom(r)
+}
+
+// PutRoom stores a room record.
+func (tx *Tx) PutRoom(r *Room) error {
+	return tx.putJSON(bucketRooms, u64(r.NID), r)
+}
+
+// RoomByID returns a room, or ErrNotFound.
+func (tx *Tx) RoomByID(roomID string) (*Room, error) {
+	nid := tx.btx.Bucket(bucketRoomIDs).Get([]byte(roomID))
+	if nid == nil {
+		return nil, ErrNotFound
+	}
+	return tx.RoomByNID(binary.BigEndian.Uint64(nid))
+}
+
+// RoomByNID returns a room by its numeric ID, or ErrNotFound.
+func (tx *Tx) RoomByNID(nid uint64) (*Room, error) {
+	var r Room
+	if err := tx.getJSON(bucketRooms, u64(nid), &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Rooms calls fn for every room.
+func (tx *Tx) Rooms(fn func(r *Room) error) error {
+	return tx.btx.Bucket(bucketRooms).ForEach(func(k, v []byte) error {
+		var r Room
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("store: decode room: %w", err)
+		}
+		return fn(&r)
+	})
+}
+
+// Event returns the event at a position, or ErrNotFound.
+func (tx *Tx) Event(pos uint64) (*StoredEvent, error) {
+	b := tx.btx.Bucket(bucketEvents).Get(u64(pos))
+	if b == nil {
+		return nil, ErrNotFound
+	}
+	return decodeEvent(pos, b)
+}
+
+// EventPos returns the position of an event ID, or ErrNotFound.
+func (tx *Tx) EventPos(eventID string) (uint64, error) {
+	b := tx.btx.Bucket(bucketEventIDs).Get([]byte(eventID))
+	if b == nil {
+		return 0, ErrNotFound
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// EventByID returns an event by ID, or ErrNotFound.
+func (tx *Tx) EventByID(eventID string) (*StoredEvent, error) {
+	pos, err := tx.EventPos(eventID)
+	if err != nil {
+		return nil, err
+	}
+	return tx.Event(pos)
+}
+
+// LatestPos returns the newest stream position.
+func (tx *Tx) LatestPos() uint64 {
+	return tx.btx.Bucket(bucketEvents).Sequence()
+}
+
+// ReplaceEventJSON overwrites an event's JSON (with its redacted form) and
+// sets flags on it.
+func (tx *Tx) ReplaceEventJSON(pos uint64, js []byte, setFlags uint8) error {
+	e, err := tx.Event(pos)
+	if err != nil {
+		return err
+	}
+	e.JSON, e.Flags = js, e.Flags|setFlags
+	return tx.btx.Bucket(bucketEvents).Put(u64(pos), encodeEvent(e))
+}
+
+// TxnKey identifies a client transaction: the same key returns the same
+// event.
+type TxnKey struct {
+	Localpart, DeviceID, TxnID string
+}
+
+func txnKey(k *TxnKey, nid uint64) []byte {
+	b := append([]byte(k.Localpart), 0)
+	b = append(append(b, k.DeviceID...), 0)
+	b = append(b, u64(nid)...)
+	return append(b, k.TxnID...)
+}
+
+// TxnEvent returns the position of the event a transaction made, or
+// ErrNotFound.
+func (tx *Tx) TxnEvent(k *TxnKey, roomNID uint64) (uint64, error) {
+	b := tx.btx.Bucket(bucketTxnIDs).Get(txnKey(k, roomNID))
+	if b == nil {
+		return 0, ErrNotFound
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// NewEvent is an event to append to a room's timeline, with what it
+// changes.
+type NewEvent struct {
+	EventID    string
+	JSON       []byte
+	Depth      int64
+	Type       string
+	StateKey   *string // nil for a non-state event
+	PrevEvents []string
+	// Membership is content.membership of an m.room.member event.
+	Membership string
+	Txn        *TxnKey // the client transaction that sent it, if any
+}
+
+// Membership is a user's membership of a room.
+type Membership struct {
+	RoomNID    uint64 `json:"room"`
+	Membership string `json:"membership"`
+	Pos        uint64 `json:"pos"` // the member event
+	Forgotten  bool   `json:"forgotten,omitempty"`
+}
+
+// AppendEvent persists ev as the newest event of room, the state after it
+// becoming the room's current state: the event record, the stream and
+// topological indexes, a state snapshot delta and the current state for a
+// state event, the membership index for a member event, the forward
+// extremities and the transaction map. room is updated in place.
+func (tx *Tx) AppendEvent(room *Room, ev *NewEvent) (uint64, error) {
+	events := tx.btx.Bucket(bucketEvents)
+	if tx.btx.Bucket(bucketEventIDs).Get([]byte(ev.EventID)) != nil {
+		return 0, fmt.Errorf("store: event %s: %w", ev.EventID, ErrExists)
+	}
+	pos, err := events.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	rec := &StoredEvent{Pos: pos, RoomNID: room.NID, StateBefore: room.CurrentSnap, JSON: ev.JSON}
+	if err := events.Put(u64(pos), encodeEvent(rec)); err != nil {
+		return 0, err
+	}
+	if err := tx.btx.Bucket(bucketEventIDs).Put([]byte(ev.EventID), u64(pos)); err != nil {
+		return 0, err
+	}
+	if err := tx.btx.Bucket(bucketRoomStream).Put(nidKey(room.NID, u64(pos)), nil); err != nil {
+		return 0, err
+	}
+	if err := tx.btx.Bucket(bucketRoomTopo).Put(nidKey(room.NID, u64(uint64(ev.Depth)), u64(pos)), nil); err != nil {
+		return 0, err
+	}
+	if ev.StateKey != nil {
+		sk := StateKey{ev.Type, *ev.StateKey}
+		snap, err := tx.addSnapshot(room.CurrentSnap, map[StateKey]uint64{sk: pos})
+		if err != nil {
+			return 0, err
+		}
+		room.CurrentSnap = snap
+		if err := tx.btx.Bucket(bucketRoomState).Put(nidKey(room.NID, stateKeyBytes(sk)), u64(pos)); err != nil {
+			return 0, err
+		}
+		if ev.Type == "m.room.member" {
+			m := &Membership{RoomNID: room.NID, Membership: ev.Membership, Pos: pos}
+			if err := tx.putJSON(bucketMembers, memberKey(*ev.StateKey, room.NID), m); err != nil {
+				return 0, err
+			}
+		}
+	}
+	// The new event follows its prev events: they stop being extremities.
+	prevs := make([]uint64, 0, len(ev.PrevEvents))
+	for _, id := range ev.PrevEvents {
+		if p, err := tx.EventPos(id); err == nil {
+			prevs = append(prevs, p)
+		}
+	}
+	ext := room.Extremities[:0:0]
+	for _, p := range room.Extremities {
+		if !slices.Contains(prevs, p) {
+			ext = append(ext, p)
+		}
+	}
+	room.Extremities = append(ext, pos)
+	room.Depth = max(room.Depth, ev.Depth)
+	if ev.Txn != nil {
+		if err := tx.btx.Bucket(bucketTxnIDs).Put(txnKey(ev.Txn, room.NID), u64(pos)); err != nil {
+			return 0, err
+		}
+	}
+	return pos, tx.PutRoom(room)
+}
+
+func memberKey(userID string, nid uint64) []byte {
+	return append(append([]byte(userID), 0), u64(nid)...)
+}
+
+// MembershipOf returns a user's membership of a room, or ErrNotFound if
+// the user never had one.
+func (tx *Tx) MembershipOf(userID string, roomNID uint64) (*Membership, error) {
+	var m Membership
+	if err := tx.getJSON(bucketMembers, memberKey(userID, roomNID), &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// SetForgotten marks a left room as forgotten by the user.
+func (tx *Tx) SetForgotten(userID string, roomNID uint64) error {
+	m, err := tx.MembershipOf(userID, roomNID)
+	if err != nil {
+		return err
+	}
+	m.Forgotten = true
+	return tx.putJSON(bucketMembers, memberKey(userID, roomNID), m)
+}
+
+// Memberships returns every room membership of a user.
+func (tx *Tx) Memberships(userID string) ([]Membership, error) {
+	prefix := append([]byte(userID), 0)
+	var out []Membership
+	c := tx.btx.Bucket(bucketMembers).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(k) != len(prefix)+8 {
+			continue // a longer user ID that shares the prefix
+		}
+		var m Membership
+		if err := json.Unmarshal(v, &m); err != nil {
+			return nil, fmt.Errorf("store: decode membership: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// CurrentStateEvent returns the position of one piece of a room's current
+// state, or ErrNotFound.
+func (tx *Tx) CurrentStateEvent(roomNID uint64, sk StateKey) (uint64, error) {
+	b := tx.btx.Bucket(bucketRoomState).Get(nidKey(roomNID, stateKeyBytes(sk)))
+	if b == nil {
+		return 0, ErrNotFound
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// CurrentState returns a room's current state, optionally only of one
+// event type ("" for all).
+func (tx *Tx) CurrentState(roomNID uint64, onlyType string) (map[StateKey]uint64, error) {
+	prefix := u64(roomNID)
+	if onlyType != "" {
+		prefix = append(prefix, append([]byte(onlyType), 0)...)
+	}
+	out := map[StateKey]uint64{}
+	c := tx.btx.Bucket(bucketRoomState).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		typ, key, ok := bytes.Cut(k[8:], []byte{0})
+		if !ok {
+			return nil, errors.New("store: malformed current state key")
+		}
+		out[StateKey{string(typ), string(key)}] = binary.BigEndian.Uint64(v)
+	}
+	return out, nil
+}
+
+// TimelineDir is a direction of timeline pagination.
+type TimelineDir int
+
+// Directions of pagination.
+const (
+	Backward TimelineDir = iota // newest first
+	Forward                     // oldest first
+)
+
+// TopoToken is a place in a room's topological order.
+type TopoToken struct {
+	Depth int64
+	Pos   uint64
+}
+
+// TimelineEntry is an event and its place in the topological order.
+type TimelineEntry struct {
+	Event *StoredEvent
+	Token TopoToken
+}
+
+// Timeline returns up to limit events of a room in topological order,
+// strictly after from in direction dir (nil starts at the end the
+// direction starts from).
+func (tx *Tx) Timeline(roomNID uint64, from *TopoToken, dir TimelineDir, limit int) ([]TimelineEntry, error) {
+	c := tx.btx.Bucket(bucketRoomTopo).Cursor()
+	prefix := u64(roomNID)
+	var k []byte
+	switch {
+	case dir == Forward && from == nil:
+		k, _ = c.Seek(prefix)
+	case dir == Forward:
+		k, _ = c.Seek(nidKey(roomNID, u64(uint64(from.Depth)), u64(from.Pos+1)))
+	case from == nil:
+		if k, _ = c.Seek(u64(roomNID + 1)); k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+	default:
+		c.Seek(nidKey(roomNID, u64(uint64(from.Depth)), u64(from.Pos)))
+		k, _ = c.Prev()
+	}
+	var out []TimelineEntry
+	for k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit {
+		pos := binary.BigEndian.Uint64(k[16:])
+		ev, err := tx.Event(pos)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, TimelineEntry{Event: ev, Token: TopoToken{Depth: int64(binary.BigEndian.Uint64(k[8:])), Pos: pos}})
+		if dir == Forward {
+			k, _ = c.Next()
+		} else {
+			k, _ = c.Prev()
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,88 @@
+package store
+
+import (
+	"fmt"
+)
+
+// A state snapshot is a parent snapshot plus the entries that differ from
+// it, so long-lived rooms do not copy their whole state per state event.
+// Every snapshotFlattenDepth levels a snapshot is stored whole, which
+// bounds the walk that StateAt does.
+const snapshotFlattenDepth = 32
+
+type snapshot struct {
+	Parent  uint64         `json:"p,omitempty"` // 0: none
+	Level   int            `json:"l"`           // distance to a whole snapshot
+	Entries []snapshotItem `json:"e"`
+}
+
+// snapshotItem is [type, state key, position].
+type snapshotItem struct {
+	Type string `json:"t"`
+	Key  string `json:"k"`
+	Pos  uint64 `json:"p"`
+}
+
+// addSnapshot stores a new snapshot: parent (0 for the empty state) with
+// changes applied. It returns the new snapshot's ID.
+func (tx *Tx) addSnapshot(parent uint64, changes map[StateKey]uint64) (uint64, error) {
+	snaps := tx.btx.Bucket(bucketSnapshots)
+	id, err := snaps.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	s := snapshot{Parent: parent}
+	if parent != 0 {
+		var p snapshot
+		if err := tx.getJSON(bucketSnapshots, u64(parent), &p); err != nil {
+			return 0, fmt.Errorf("store: parent snapshot %d: %w", parent, err)
+		}
+		s.Level = p.Level + 1
+	}
+	if s.Level >= snapshotFlattenDepth {
+		whole, err := tx.StateAt(parent)
+		if err != nil {
+			return 0, err
+		}
+		for k, v := range changes {
+			whole[k] = v
+		}
+		changes, s.Parent, s.Level = whole, 0, 0
+	}
+	for k, v := range changes {
+		s.Entries = append(s.Entries, snapshotItem{k.Type, k.Key, v})
+	}
+	return id, tx.putJSON(bucketSnapshots, u64(id), &s)
+}
+
+// StateAt returns the whole state of a snapshot (0 is the empty state).
+func (tx *Tx) StateAt(snapID uint64) (map[StateKey]uint64, error) {
+	out := map[StateKey]uint64{}
+	for id := snapID; id != 0; {
+		var s snapshot
+		if err := tx.getJSON(bucketSnapshots, u64(id), &s); err != nil {
+			return nil, fmt.Errorf("store: snapshot %d: %w", id, err)
+		}
+		for _, e := range s.Entries {
+			k := StateKey{e.Type, e.Key}
+			if _, newer := out[k]; !newer {
+				out[k] = e.Pos
+			}
+		}
+		id = s.Parent
+	}
+	return out, nil
+}
+
+// StateAfter returns the state after an event: the state before it, plus
+// the event itself if it is a state event of the given key.
+func (tx *Tx) StateAfter(ev *StoredEvent, sk *StateKey) (map[StateKey]uint64, error) {
+	st, err := tx.StateAt(ev.StateBefore)
+	if err != nil {
+		return nil, err
+	}
+	if sk != nil {
+		st[*sk] = ev.Pos
+	}
+	return st, nil
+}
