@@ -115,9 +115,11 @@ func (s *Service) build(h *head, d *Draft) (*pdu.Event, error) {
 	return ev, nil
 }
 
-// loadHead reads a room's head from the store. Only the room's writer may
-// call it, between lockRoom and the append.
-func (s *Service) loadHead(tx *store.Tx, room *store.Room) (*head, error) {
+// loadHead reads what the next event d of a room needs from the store:
+// the forward extremities and, of the current state, only the events the
+// auth rules need for d, so a send costs the same in a room of any size.
+// Only the room's writer may call it, between lockRoom and the append.
+func (s *Service) loadHead(tx *store.Tx, room *store.Room, d *Draft) (*head, error) {
 	h := &head{version: room.Version, roomID: room.RoomID, depth: room.Depth, state: map[pdu.StateKey]*pdu.Event{}}
 	for _, p := range room.Extremities {
 		ev, err := s.eventAt(tx, room.Version, p)
@@ -126,16 +128,21 @@ func (s *Service) loadHead(tx *store.Tx, room *store.Room) (*head, error) {
 		}
 		h.prev = append(h.prev, ev.ID())
 	}
-	cur, err := tx.CurrentState(room.NID, "")
+	needed, err := pdu.AuthStateNeeded(&pdu.Proto{Version: room.Version, RoomID: room.RoomID, Sender: d.Sender, Type: d.Type, StateKey: d.StateKey, Content: d.Content})
 	if err != nil {
-		return nil, err
+		return nil, mxerr.BadJSON("Invalid event content: %v", err)
 	}
-	for sk, pos := range cur {
-		ev, err := s.eventAt(tx, room.Version, pos)
+	for _, sk := range append(needed, pdu.StateKey{Type: "m.room.create"}) {
+		pos, err := tx.CurrentStateEvent(room.NID, store.StateKey{Type: sk.Type, Key: sk.StateKey})
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
-		h.state[pdu.StateKey{Type: sk.Type, StateKey: sk.Key}] = ev
+		if h.state[sk], err = s.eventAt(tx, room.Version, pos); err != nil {
+			return nil, err
+		}
 	}
 	return h, nil
 }
@@ -183,7 +190,7 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 				return nil
 			}
 		}
-		h, err = s.loadHead(tx, room)
+		h, err = s.loadHead(tx, room, d)
 		return err
 	})
 	if err != nil || existing != "" {
