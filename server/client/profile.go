@@ -101,7 +101,11 @@ func (a *API) setDisplayName(r *httpx.Request, in *displayNameBody) (*httpx.Empt
 	if len(*in.DisplayName) > maxDisplayNameLen {
 		return nil, mxerr.InvalidParam("Display name is longer than %d bytes", maxDisplayNameLen)
 	}
-	return &httpx.Empty{}, a.acc.UpdateProfile(lp, func(u *store.User) { u.DisplayName = *in.DisplayName })
+	if err := a.acc.UpdateProfile(lp, func(u *store.User) { u.DisplayName = *in.DisplayName }); err != nil {
+		return nil, err
+	}
+	a.rooms.PropagateProfile(r.Param("userId"), map[string]string{"displayname": *in.DisplayName})
+	return &httpx.Empty{}, nil
 }
 
 // setAvatarURL is PUT /profile/{userId}/avatar_url; "" clears it.
@@ -120,5 +124,9 @@ func (a *API) setAvatarURL(r *httpx.Request, in *avatarURLBody) (*httpx.Empty, e
 	if url != "" && !strings.HasPrefix(url, "mxc://") {
 		return nil, mxerr.InvalidParam("Avatar URL must be an mxc:// URI")
 	}
-	return &httpx.Empty{}, a.acc.UpdateProfile(lp, func(u *store.User) { u.AvatarURL = url })
+	if err := a.acc.UpdateProfile(lp, func(u *store.User) { u.AvatarURL = url }); err != nil {
+		return nil, err
+	}
+	a.rooms.PropagateProfile(r.Param("userId"), map[string]string{"avatar_url": url})
+	return &httpx.Empty{}, nil
 }

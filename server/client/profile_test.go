@@ -69,3 +69,31 @@ func TestProfile(t *testing.T) {
 		}
 	}
 }
+
+// Spec: "Events on change of profile information": a new display name or
+// avatar reaches every room the user is joined to as an m.room.member
+// event, and no other room.
+func TestProfilePropagatesToRooms(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	bob := s.Register(t, "bob", "pw")
+	r1 := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	bob.Must(200, "POST", roomPath(r1, "/join"), map[string]any{})
+	r2 := createRoom(t, bob, map[string]any{"preset": "public_chat"})
+	alice.Must(200, "POST", roomPath(r2, "/join"), map[string]any{})
+	left := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	bob.Must(200, "POST", roomPath(left, "/join"), map[string]any{})
+	alice.Must(200, "POST", roomPath(left, "/leave"), map[string]any{})
+
+	alice.Must(200, "PUT", "/_matrix/client/v3/profile/@alice:localhost/displayname", map[string]any{"displayname": "Alice B."})
+	alice.Must(200, "PUT", "/_matrix/client/v3/profile/@alice:localhost/avatar_url", map[string]any{"avatar_url": "mxc://localhost/face"})
+	for _, room := range []string{r1, r2} {
+		m := stateMap(t, bob, room)["m.room.member|@alice:localhost"]
+		if m["displayname"] != "Alice B." || m["avatar_url"] != "mxc://localhost/face" || m["membership"] != "join" {
+			t.Errorf("room %s: member event %v", room, m)
+		}
+	}
+	if m := stateMap(t, bob, left)["m.room.member|@alice:localhost"]; m["membership"] != "leave" {
+		t.Errorf("a left room got a profile update: %v", m)
+	}
+}

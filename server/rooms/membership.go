@@ -155,3 +155,56 @@ func (s *Service) Version(roomID string) (string, error) {
 	})
 	return v, err
 }
+
+// PropagateProfile sends an updated m.room.member event, carrying the new
+// displayname and avatar_url, to every room userID is joined to (the spec's
+// profile propagation). Rooms where the update is refused (say, a power
+// level forbids it) are skipped and logged; the profile change stands.
+func (s *Service) PropagateProfile(userID string, profile map[string]string) {
+	rooms, err := s.JoinedRooms(userID)
+	if err != nil {
+		s.log.Warn("profile propagation: list rooms", "user", userID, "err", err)
+		return
+	}
+	for _, roomID := range rooms {
+		content, err := s.currentMemberContent(userID, roomID)
+		if err != nil {
+			s.log.Warn("profile propagation: read member event", "user", userID, "room", roomID, "err", err)
+			continue
+		}
+		for k, v := range profile {
+			if v == "" {
+				delete(content, k)
+			} else {
+				content[k] = v
+			}
+		}
+		b, _ := json.Marshal(content)
+		key := userID
+		if _, err := s.Send(roomID, &Draft{Sender: userID, Type: "m.room.member", StateKey: &key, Content: b}); err != nil {
+			s.log.Warn("profile propagation refused", "user", userID, "room", roomID, "err", err)
+		}
+	}
+}
+
+// currentMemberContent returns the content of userID's current member
+// event in a room, as a map to edit.
+func (s *Service) currentMemberContent(userID, roomID string) (map[string]any, error) {
+	content := map[string]any{}
+	err := s.store.View(func(tx *store.Tx) error {
+		room, err := tx.RoomByID(roomID)
+		if err != nil {
+			return err
+		}
+		pos, err := tx.CurrentStateEvent(room.NID, store.StateKey{Type: "m.room.member", Key: userID})
+		if err != nil {
+			return err
+		}
+		ev, err := s.eventAt(tx, room.Version, pos)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(ev.Content(), &content)
+	})
+	return content, err
+}
