@@ -33,6 +33,7 @@ func (a *API) roomRoutes() []httpx.Route {
 		{Method: "POST", Path: "/v3/rooms/{roomId}/invite", Auth: httpx.UserAuth, Handler: httpx.JSON(a.invite)},
 		{Method: "POST", Path: "/v3/rooms/{roomId}/join", Auth: httpx.UserAuth, Handler: httpx.JSON(a.join)},
 		{Method: "POST", Path: "/v3/join/{roomIdOrAlias}", Auth: httpx.UserAuth, Handler: httpx.JSON(a.join)},
+		{Method: "POST", Path: "/v3/knock/{roomIdOrAlias}", Auth: httpx.UserAuth, Handler: httpx.JSON(a.knock)},
 		{Method: "POST", Path: "/v3/rooms/{roomId}/leave", Auth: httpx.UserAuth, Handler: httpx.JSON(a.leave)},
 		{Method: "POST", Path: "/v3/rooms/{roomId}/forget", Auth: httpx.UserAuth, Handler: httpx.NoBody(a.forget)},
 		{Method: "POST", Path: "/v3/rooms/{roomId}/kick", Auth: httpx.UserAuth, Handler: httpx.JSON(a.kick)},
@@ -303,7 +304,23 @@ func (a *API) join(r *httpx.Request, in *memberReq) (*roomIDResp, error) {
 			return nil, mxerr.NotFound("No known servers for this room")
 		}
 	}
-	return a.changeMember(r, roomID, r.Principal.UserID, "join", in.Reason)
+	c := &rooms.MemberChange{Sender: r.Principal.UserID, Target: r.Principal.UserID, Reason: in.Reason, Profile: a.profileOf(r.Principal.Localpart)}
+	if _, err := a.rooms.Join(roomID, c); err != nil {
+		return nil, err
+	}
+	return &roomIDResp{RoomID: roomID}, nil
+}
+
+// knock is POST /knock/{roomIdOrAlias} (room versions 7 and later).
+func (a *API) knock(r *httpx.Request, in *memberReq) (*roomIDResp, error) {
+	roomID := r.Param("roomIdOrAlias")
+	if !strings.HasPrefix(roomID, "!") {
+		return nil, mxerr.NotFound("Knocking by alias is not supported yet")
+	}
+	if exists, _ := a.roomExists(roomID); !exists {
+		return nil, mxerr.NotFound("No known servers for this room")
+	}
+	return a.changeMember(r, roomID, r.Principal.UserID, "knock", in.Reason)
 }
 
 func (a *API) roomExists(roomID string) (bool, error) {

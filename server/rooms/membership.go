@@ -26,6 +26,11 @@ type MemberChange struct {
 // whether it is allowed: bans keep users out, invite-only rooms need an
 // invite, kicks and bans need power.
 func (s *Service) ChangeMembership(roomID string, c *MemberChange) (string, error) {
+	return s.changeMembershipWith(roomID, c, nil)
+}
+
+// changeMembershipWith is ChangeMembership with extra content fields.
+func (s *Service) changeMembershipWith(roomID string, c *MemberChange, extra map[string]any) (string, error) {
 	if !strings.HasSuffix(c.Target, ":"+s.serverName) {
 		// Remote users are reached over federation, which comes later.
 		return "", mxerr.Forbidden("Users on other servers cannot be invited or joined yet")
@@ -43,6 +48,9 @@ func (s *Service) ChangeMembership(roomID string, c *MemberChange) (string, erro
 	}
 	if c.IsDirect {
 		content["is_direct"] = true
+	}
+	for k, v := range extra {
+		content[k] = v
 	}
 	b, err := json.Marshal(content)
 	if err != nil {
