@@ -39,7 +39,28 @@ func (a *API) roomRoutes() []httpx.Route {
 		{Method: "POST", Path: "/v3/rooms/{roomId}/kick", Auth: httpx.UserAuth, Handler: httpx.JSON(a.kick)},
 		{Method: "POST", Path: "/v3/rooms/{roomId}/ban", Auth: httpx.UserAuth, Handler: httpx.JSON(a.ban)},
 		{Method: "POST", Path: "/v3/rooms/{roomId}/unban", Auth: httpx.UserAuth, Handler: httpx.JSON(a.unban)},
+		{Method: "POST", Path: "/v3/rooms/{roomId}/upgrade", Auth: httpx.UserAuth, Handler: httpx.JSON(a.upgrade)},
 	}
+}
+
+type upgradeReq struct {
+	NewVersion string `json:"new_version"`
+}
+
+type upgradeResp struct {
+	ReplacementRoom string `json:"replacement_room"`
+}
+
+// upgrade is POST /rooms/{roomId}/upgrade.
+func (a *API) upgrade(r *httpx.Request, in *upgradeReq) (*upgradeResp, error) {
+	if in.NewVersion == "" {
+		return nil, mxerr.MissingParam("Missing new_version")
+	}
+	id, err := a.rooms.Upgrade(r.Param("roomId"), r.Principal.UserID, in.NewVersion, a.profileOf(r.Principal.Localpart))
+	if err != nil {
+		return nil, err
+	}
+	return &upgradeResp{ReplacementRoom: id}, nil
 }
 
 type createRoomReq struct {
