@@ -40,6 +40,8 @@ func (a *API) roomRoutes() []httpx.Route {
 		{Method: "POST", Path: "/v3/rooms/{roomId}/ban", Auth: httpx.UserAuth, Handler: httpx.JSON(a.ban)},
 		{Method: "POST", Path: "/v3/rooms/{roomId}/unban", Auth: httpx.UserAuth, Handler: httpx.JSON(a.unban)},
 		{Method: "POST", Path: "/v3/rooms/{roomId}/upgrade", Auth: httpx.UserAuth, Handler: httpx.JSON(a.upgrade)},
+
+		{Method: "POST", Path: "/v3/user_directory/search", Auth: httpx.UserAuth, Handler: httpx.JSON(a.searchUsers)},
 	}
 }
 
