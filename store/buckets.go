@@ -47,6 +47,9 @@ var (
 	// bucketTxnIDs maps localpart 0x00 device 0x00 NID txnID → pos, so a
 	// retried send returns the first event.
 	bucketTxnIDs = []byte("txn_pos")
+	// bucketReports maps a report ID to the JSON Report of a room or event
+	// a user reported to the server admins.
+	bucketReports = []byte("reportid_report")
 )
 
 // allBuckets lists every bucket the current schema has.
@@ -54,6 +57,7 @@ var allBuckets = [][]byte{
 	bucketMeta, bucketUsers, bucketDevices, bucketAccess, bucketRefresh, bucketRegTokens,
 	bucketEvents, bucketEventIDs, bucketRoomIDs, bucketRooms, bucketRoomStream, bucketRoomTopo,
 	bucketRoomState, bucketSnapshots, bucketMembers, bucketTxnIDs,
+	bucketReports,
 }
 
 // Keys of bucketMeta.

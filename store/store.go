@@ -86,6 +86,8 @@ var migrations = []func(tx *bolt.Tx) error{
 	createBuckets,
 	// 1 → 2: rooms and events.
 	createBuckets,
+	// 2 → 3: reports.
+	createBuckets,
 }
 
 // createBuckets creates every bucket of the current schema that is missing.

@@ -41,6 +41,9 @@ func (a *API) roomRoutes() []httpx.Route {
 		{Method: "POST", Path: "/v3/rooms/{roomId}/unban", Auth: httpx.UserAuth, Handler: httpx.JSON(a.unban)},
 		{Method: "POST", Path: "/v3/rooms/{roomId}/upgrade", Auth: httpx.UserAuth, Handler: httpx.JSON(a.upgrade)},
 
+		{Method: "POST", Path: "/v3/rooms/{roomId}/report/{eventId}", Auth: httpx.UserAuth, Limit: a.reportIP, Handler: httpx.JSON(a.reportEvent)},
+		{Method: "POST", Path: "/v3/rooms/{roomId}/report", Auth: httpx.UserAuth, Limit: a.reportIP, Handler: httpx.JSON(a.reportRoom)},
+
 		{Method: "POST", Path: "/v3/user_directory/search", Auth: httpx.UserAuth, Handler: httpx.JSON(a.searchUsers)},
 	}
 }

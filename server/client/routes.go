@@ -26,6 +26,7 @@ type API struct {
 	validityIP   *httpx.Limiter // registration token validity checks, per IP
 	loginIP      *httpx.Limiter // login attempts per IP
 	loginAccount *httpx.Limiter // login attempts per target account
+	reportIP     *httpx.Limiter // reports of rooms and events, per IP
 }
 
 // New returns the client API over the account and room services.
@@ -36,6 +37,7 @@ func New(acc *accounts.Service, rs *rooms.Service, cfg Config) *API {
 		a.validityIP = httpx.NewLimiter(0.17, 5)
 		a.loginIP = httpx.NewLimiter(0.1, 10)
 		a.loginAccount = httpx.NewLimiter(0.05, 5)
+		a.reportIP = httpx.NewLimiter(0.1, 10)
 	}
 	return a
 }
