@@ -44,8 +44,23 @@ func (a *API) roomRoutes() []httpx.Route {
 		{Method: "POST", Path: "/v3/rooms/{roomId}/report/{eventId}", Auth: httpx.UserAuth, Limit: a.reportIP, Handler: httpx.JSON(a.reportEvent)},
 		{Method: "POST", Path: "/v3/rooms/{roomId}/report", Auth: httpx.UserAuth, Limit: a.reportIP, Handler: httpx.JSON(a.reportRoom)},
 
+		{Method: "GET", Path: "/v1/rooms/{roomId}/timestamp_to_event", Auth: httpx.UserAuth, Handler: httpx.NoBody(a.timestampToEvent)},
+
 		{Method: "POST", Path: "/v3/user_directory/search", Auth: httpx.UserAuth, Handler: httpx.JSON(a.searchUsers)},
 	}
+}
+
+// timestampToEvent is GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event.
+func (a *API) timestampToEvent(r *httpx.Request) (*rooms.EventAtTime, error) {
+	ts, err := strconv.ParseInt(r.Query("ts"), 10, 64)
+	if err != nil {
+		return nil, mxerr.InvalidParam("ts must be a timestamp in milliseconds")
+	}
+	dir := r.Query("dir")
+	if dir != "f" && dir != "b" {
+		return nil, mxerr.InvalidParam("dir must be f or b")
+	}
+	return a.rooms.EventNear(r.Principal.UserID, r.Param("roomId"), ts, dir == "f")
 }
 
 type upgradeReq struct {

@@ -1,0 +1,62 @@
+package rooms
+
+import (
+
+	"hearth/server/mxerr"
+	"hearth/store"
+)
+
+// EventAtTime is the answer to timestamp_to_event.
+type EventAtTime struct {
+	EventID        string `json:"event_id"`
+	OriginServerTS int64  `json:"origin_server_ts"`
+}
+
+// EventNear finds the event closest to ts that userID may see: the first
+// at or after it when forward, else the last at or before it. It walks the
+// room's timeline in order (fine for rooms of a family server; an index
+// by timestamp can come when profiles ask for one).
+func (s *Service) EventNear(userID, roomID string, ts int64, forward bool) (*EventAtTime, error) {
+	var best *EventAtTime
+	err := s.store.View(func(tx *store.Tx) error {
+		v, err := s.viewFor(tx, userID, roomID)
+		if err != nil {
+			return err
+		}
+		var cursor *store.TopoToken
+		for {
+			entries, err := tx.Timeline(v.room.NID, cursor, store.Forward, 256)
+			if err != nil {
+				return err
+			}
+			if len(entries) == 0 {
+				return nil
+			}
+			for i, e := range entries {
+				cursor = &entries[i].Token
+				if v.until != 0 && e.Event.Pos > v.until {
+					return nil
+				}
+				ev, err := s.eventAt(tx, v.room.Version, e.Event.Pos)
+				if err != nil {
+					return err
+				}
+				if forward && ev.OriginServerTS() >= ts {
+					best = &EventAtTime{ev.ID(), ev.OriginServerTS()}
+					return nil
+				}
+				if !forward && ev.OriginServerTS() <= ts {
+					best = &EventAtTime{ev.ID(), ev.OriginServerTS()}
+				}
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if best == nil {
+		return nil, mxerr.NotFound("No event found")
+	}
+	return best, nil
+}
+
