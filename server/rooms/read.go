@@ -56,16 +56,21 @@ func (s *Service) clientEvent(tx *store.Tx, version string, rec *store.StoredEve
 	return ce, nil
 }
 
-// view is what one user may read of a room: everything while joined, and
-// up to their leave (or ban) afterwards.
+// view is what one user may read of a room: the room state while joined
+// (or, after leaving, as it was when they left; or the current state of a
+// world-readable room), and timeline events as the reader allows.
 type view struct {
 	room  *store.Room
-	until uint64 // 0: no limit; else the user's last member event
+	until uint64 // 0: current state; else the user's last member event
+	rd    *reader
 }
 
-// viewFor returns what userID may read of roomID: M_FORBIDDEN when they
-// never joined, and M_NOT_FOUND (not M_FORBIDDEN, so that it does not
-// tell whether the room exists) for an unknown room.
+// visible reports whether the viewer may see a timeline event.
+func (v *view) visible(rec *store.StoredEvent) (bool, error) { return v.rd.visible(rec) }
+
+// viewFor returns what userID may read of roomID. Someone who was never in
+// the room may read it only while it is world_readable; otherwise, and for
+// an unknown room, M_FORBIDDEN, which does not tell whether it exists.
 func (s *Service) viewFor(tx *store.Tx, userID, roomID string) (*view, error) {
 	room, err := tx.RoomByID(roomID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -76,22 +81,43 @@ func (s *Service) viewFor(tx *store.Tx, userID, roomID string) (*view, error) {
 	}
 	m, err := tx.MembershipOf(userID, room.NID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, mxerr.Forbidden("You are not a member of this room")
+		m, err = nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	switch m.Membership {
-	case "join":
-		return &view{room: room}, nil
-	case "leave", "ban":
-		return &view{room: room, until: m.Pos}, nil
+	rd, err := newReader(tx, room, userID, m)
+	if err != nil {
+		return nil, err
+	}
+	v := &view{room: room, rd: rd}
+	switch {
+	case m != nil && m.Membership == "join":
+		return v, nil
+	case m != nil && (m.Membership == "leave" || m.Membership == "ban") && rd.joinedLate != 0:
+		v.until = m.Pos
+		return v, nil
+	}
+	var hv struct {
+		V string `json:"history_visibility"`
+	}
+	if err := s.stateContent(tx, room, "m.room.history_visibility", "", &hv); err != nil {
+		return nil, err
+	}
+	if hv.V == "world_readable" {
+		return v, nil
+	}
+	if m != nil && m.Membership != "" && m.Membership != "leave" && m.Membership != "ban" {
+		// Invited or knocking: the timeline as the reader allows, no state.
+		v.until = m.Pos
+		return v, nil
 	}
 	return nil, mxerr.Forbidden("You are not a member of this room")
 }
 
-// stateOf returns the state a view sees: current while joined, else the
-// state right after the user's own leave.
+// stateOf returns the state a view sees: current while joined (or in a
+// world-readable room), else the state right after the user's own leave.
+// Invitees and knockers see no state here.
 func (s *Service) stateOf(tx *store.Tx, v *view) (map[store.StateKey]uint64, error) {
 	if v.until == 0 {
 		return tx.CurrentState(v.room.NID, "")
@@ -100,11 +126,14 @@ func (s *Service) stateOf(tx *store.Tx, v *view) (map[store.StateKey]uint64, err
 	if err != nil {
 		return nil, err
 	}
-	st, err := tx.StateAt(rec.StateBefore)
+	ev, err := pdu.Parse(v.room.Version, rec.JSON, false)
 	if err != nil {
 		return nil, err
 	}
-	ev, err := pdu.Parse(v.room.Version, rec.JSON, false)
+	if m, _ := ev.Membership(); m != "leave" && m != "ban" {
+		return nil, mxerr.Forbidden("You are not a member of this room")
+	}
+	st, err := tx.StateAt(rec.StateBefore)
 	if err != nil {
 		return nil, err
 	}
@@ -176,11 +205,16 @@ func (s *Service) Event(userID, roomID, eventID string) (*ClientEvent, error) {
 			return err
 		}
 		rec, err := tx.EventByID(eventID)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && (rec.RoomNID != v.room.NID || (v.until != 0 && rec.Pos > v.until))) {
+		if errors.Is(err, store.ErrNotFound) || (err == nil && rec.RoomNID != v.room.NID) {
 			return mxerr.NotFound("Event not found")
 		}
 		if err != nil {
 			return err
+		}
+		if ok, err := v.visible(rec); err != nil {
+			return err
+		} else if !ok {
+			return mxerr.NotFound("Event not found")
 		}
 		out, err = s.clientEvent(tx, v.room.Version, rec)
 		return err
@@ -253,8 +287,10 @@ func (s *Service) Messages(userID, roomID, from string, backward bool, limit int
 					page.Start = topoToken(&t)
 				}
 				cursor = &entries[i].Token
-				if v.until != 0 && e.Event.Pos > v.until {
-					continue // after the user left
+				if ok, err := v.visible(e.Event); err != nil {
+					return err
+				} else if !ok {
+					continue
 				}
 				ce, err := s.clientEvent(tx, v.room.Version, e.Event)
 				if err != nil {

@@ -34,8 +34,10 @@ func (s *Service) EventNear(userID, roomID string, ts int64, forward bool) (*Eve
 			}
 			for i, e := range entries {
 				cursor = &entries[i].Token
-				if v.until != 0 && e.Event.Pos > v.until {
-					return nil
+				if ok, err := v.visible(e.Event); err != nil {
+					return err
+				} else if !ok {
+					continue
 				}
 				ev, err := s.eventAt(tx, v.room.Version, e.Event.Pos)
 				if err != nil {
