@@ -20,6 +20,7 @@ var layers = map[string]int{
 	"hearth/server/httpx":    1,
 	"hearth/server/accounts": 1,
 	"hearth/server/pdu":      1,
+	"hearth/server/filter":   1,
 	"hearth/server/rooms":    2,
 	"hearth/server/client":   3,
 	"hearth/admin":           3,

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"hearth/server/filter"
 	"hearth/server/httpx"
 	"hearth/server/mxerr"
 	"hearth/server/rooms"
@@ -27,6 +28,7 @@ func (a *API) roomRoutes() []httpx.Route {
 		{Method: "GET", Path: "/v3/rooms/{roomId}/state/{eventType}/{stateKey}", Auth: httpx.UserAuth, Handler: a.getStateEvent},
 		{Method: "GET", Path: "/v3/rooms/{roomId}/event/{eventId}", Auth: httpx.UserAuth, Handler: httpx.NoBody(a.getEvent)},
 		{Method: "GET", Path: "/v3/rooms/{roomId}/messages", Auth: httpx.UserAuth, Handler: httpx.NoBody(a.messages)},
+		{Method: "GET", Path: "/v3/rooms/{roomId}/context/{eventId}", Auth: httpx.UserAuth, Handler: httpx.NoBody(a.eventContext)},
 		{Method: "GET", Path: "/v3/rooms/{roomId}/members", Auth: httpx.UserAuth, Handler: httpx.NoBody(a.members)},
 		{Method: "GET", Path: "/v3/rooms/{roomId}/joined_members", Auth: httpx.UserAuth, Handler: httpx.NoBody(a.joinedMembers)},
 
@@ -224,7 +226,33 @@ func (a *API) messages(r *httpx.Request) (*rooms.Page, error) {
 	if dir != "b" && dir != "f" {
 		return nil, mxerr.InvalidParam("dir must be b or f")
 	}
-	return a.rooms.Messages(r.Principal.UserID, r.Param("roomId"), r.Query("from"), dir == "b", limit)
+	f, err := filter.ParseRoomEvent(r.Query("filter"))
+	if err != nil {
+		return nil, mxerr.InvalidParam("filter is not a valid RoomEventFilter")
+	}
+	if f.Limit != nil && *f.Limit >= 0 && r.Query("limit") == "" {
+		limit = min(*f.Limit, 1000)
+	}
+	return a.rooms.Messages(r.Principal.UserID, r.Param("roomId"), rooms.MessagesQuery{
+		From: r.Query("from"), To: r.Query("to"), Backward: dir == "b", Limit: limit, Filter: f,
+	})
+}
+
+// eventContext is GET /rooms/{roomId}/context/{eventId}.
+func (a *API) eventContext(r *httpx.Request) (*rooms.Context, error) {
+	limit := 10
+	if v := r.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return nil, mxerr.InvalidParam("limit must be a non-negative integer")
+		}
+		limit = min(n, 100)
+	}
+	f, err := filter.ParseRoomEvent(r.Query("filter"))
+	if err != nil {
+		return nil, mxerr.InvalidParam("filter is not a valid RoomEventFilter")
+	}
+	return a.rooms.EventContext(r.Principal.UserID, r.Param("roomId"), r.Param("eventId"), limit, f)
 }
 
 type joinedRoomsResp struct {

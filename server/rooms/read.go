@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"hearth/server/filter"
 	"hearth/server/mxerr"
 	"hearth/server/pdu"
 	"hearth/store"
@@ -245,41 +246,67 @@ func parseTopoToken(s string) (*store.TopoToken, error) {
 	return &store.TopoToken{Depth: depth, Pos: pos}, nil
 }
 
-// Messages pages through a room's timeline in topological order, from the
-// token from ("" for the end the direction starts from), as far as userID
-// may see. End is omitted when there is nothing further, as the spec says.
-func (s *Service) Messages(userID, roomID, from string, backward bool, limit int) (*Page, error) {
-	var cursor *store.TopoToken
-	if from != "" {
-		var err error
-		if cursor, err = parseTopoToken(from); err != nil {
+// MessagesQuery is a /messages request.
+type MessagesQuery struct {
+	From, To string // tokens; "" for the end the direction starts from, and no stop
+	Backward bool
+	Limit    int
+	Filter   *filter.RoomEvent
+}
+
+// Messages pages through a room's timeline in topological order, as far
+// as userID may see. End is omitted when there is nothing further, as the
+// spec says. With lazy_load_members, State holds the member events of the
+// chunk's senders.
+func (s *Service) Messages(userID, roomID string, q MessagesQuery) (*Page, error) {
+	var cursor, stop *store.TopoToken
+	var err error
+	if q.From != "" {
+		if cursor, err = parseTopoToken(q.From); err != nil {
+			return nil, err
+		}
+	}
+	if q.To != "" {
+		if stop, err = parseTopoToken(q.To); err != nil {
 			return nil, err
 		}
 	}
 	dir := store.Forward
-	if backward {
+	if q.Backward {
 		dir = store.Backward
 	}
-	page := &Page{Chunk: []*ClientEvent{}, Start: from}
-	err := s.store.View(func(tx *store.Tx) error {
+	beyond := func(t store.TopoToken) bool {
+		if stop == nil {
+			return false
+		}
+		if q.Backward {
+			return t.Depth < stop.Depth || t.Depth == stop.Depth && t.Pos < stop.Pos
+		}
+		return t.Depth > stop.Depth || t.Depth == stop.Depth && t.Pos > stop.Pos
+	}
+	page := &Page{Chunk: []*ClientEvent{}, Start: q.From}
+	err = s.store.View(func(tx *store.Tx) error {
 		v, err := s.viewFor(tx, userID, roomID)
 		if err != nil {
 			return err
 		}
-		for len(page.Chunk) < limit {
-			entries, err := tx.Timeline(v.room.NID, cursor, dir, limit-len(page.Chunk))
+		for len(page.Chunk) < q.Limit {
+			entries, err := tx.Timeline(v.room.NID, cursor, dir, q.Limit-len(page.Chunk))
 			if err != nil {
 				return err
 			}
 			if len(entries) == 0 {
-				return nil // the start (or end) of the room: no end token
+				return s.lazyMembers(tx, v, q.Filter, page) // the start (or end) of the room: no end token
 			}
 			for i, e := range entries {
+				if beyond(e.Token) {
+					return s.lazyMembers(tx, v, q.Filter, page)
+				}
 				if page.Start == "" && i == 0 {
 					// A token just outside the first event, so that paging
 					// from it in the same direction gives this page again.
 					t := e.Token
-					if backward {
+					if q.Backward {
 						t.Pos++
 					} else if t.Pos > 0 {
 						t.Pos--
@@ -296,6 +323,9 @@ func (s *Service) Messages(userID, roomID, from string, backward bool, limit int
 				if err != nil {
 					return err
 				}
+				if !q.Filter.Match(ce.RoomID, ce.Type, ce.Sender, ce.Content) {
+					continue
+				}
 				page.Chunk = append(page.Chunk, ce)
 			}
 		}
@@ -303,10 +333,10 @@ func (s *Service) Messages(userID, roomID, from string, backward bool, limit int
 		if err != nil {
 			return err
 		}
-		if len(more) > 0 {
+		if len(more) > 0 && !beyond(more[0].Token) {
 			page.End = topoToken(cursor)
 		}
-		return nil
+		return s.lazyMembers(tx, v, q.Filter, page)
 	})
 	if err != nil {
 		return nil, err
@@ -315,6 +345,39 @@ func (s *Service) Messages(userID, roomID, from string, backward bool, limit int
 		page.Start = "t0_0"
 	}
 	return page, nil
+}
+
+// lazyMembers fills page.State with the member events of the chunk's
+// senders, when the filter asks for lazy-loaded members.
+func (s *Service) lazyMembers(tx *store.Tx, v *view, f *filter.RoomEvent, page *Page) error {
+	if f == nil || !f.LazyLoadMembers || len(page.Chunk) == 0 {
+		return nil
+	}
+	st, err := s.stateOf(tx, v)
+	if err != nil {
+		return nil // no state to offer (an invitee): the chunk stands alone
+	}
+	seen := map[string]bool{}
+	for _, ce := range page.Chunk {
+		if seen[ce.Sender] {
+			continue
+		}
+		seen[ce.Sender] = true
+		pos, ok := st[store.StateKey{Type: "m.room.member", Key: ce.Sender}]
+		if !ok {
+			continue
+		}
+		rec, err := tx.Event(pos)
+		if err != nil {
+			return err
+		}
+		me, err := s.clientEvent(tx, v.room.Version, rec)
+		if err != nil {
+			return err
+		}
+		page.State = append(page.State, me)
+	}
+	return nil
 }
 
 // JoinedRooms returns the IDs of the rooms userID is joined to.

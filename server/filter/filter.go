@@ -1,0 +1,82 @@
+// Package filter holds the spec's event filters ("Filtering"): which
+// events, of which types and senders, in which rooms, a client wants.
+package filter
+
+import (
+	"encoding/json"
+	"strings"
+)
+
+// RoomEvent is the spec's RoomEventFilter.
+type RoomEvent struct {
+	Limit                   *int     `json:"limit,omitempty"`
+	Types                   []string `json:"types,omitempty"`
+	NotTypes                []string `json:"not_types,omitempty"`
+	Senders                 []string `json:"senders,omitempty"`
+	NotSenders              []string `json:"not_senders,omitempty"`
+	Rooms                   []string `json:"rooms,omitempty"`
+	NotRooms                []string `json:"not_rooms,omitempty"`
+	ContainsURL             *bool    `json:"contains_url,omitempty"`
+	LazyLoadMembers         bool     `json:"lazy_load_members,omitempty"`
+	IncludeRedundantMembers bool     `json:"include_redundant_members,omitempty"`
+}
+
+// ParseRoomEvent reads a RoomEventFilter from JSON ("" is the empty filter).
+func ParseRoomEvent(s string) (*RoomEvent, error) {
+	f := &RoomEvent{}
+	if s == "" {
+		return f, nil
+	}
+	if err := json.Unmarshal([]byte(s), f); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Match reports whether an event passes the filter. content is the
+// event's content, read only when contains_url is set.
+func (f *RoomEvent) Match(roomID, typ, sender string, content []byte) bool {
+	if f == nil {
+		return true
+	}
+	if len(f.Rooms) > 0 && !contains(f.Rooms, roomID) || contains(f.NotRooms, roomID) {
+		return false
+	}
+	if len(f.Senders) > 0 && !contains(f.Senders, sender) || contains(f.NotSenders, sender) {
+		return false
+	}
+	if len(f.Types) > 0 && !matchesAny(f.Types, typ) || matchesAny(f.NotTypes, typ) {
+		return false
+	}
+	if f.ContainsURL != nil {
+		var c struct {
+			URL any `json:"url"`
+		}
+		_ = json.Unmarshal(content, &c)
+		_, hasURL := c.URL.(string)
+		if hasURL != *f.ContainsURL {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// matchesAny matches event types, where a trailing "*" matches any rest
+// ("m.room.*"), as the spec allows.
+func matchesAny(patterns []string, typ string) bool {
+	for _, p := range patterns {
+		if p == typ || strings.HasSuffix(p, "*") && strings.HasPrefix(typ, strings.TrimSuffix(p, "*")) {
+			return true
+		}
+	}
+	return false
+}

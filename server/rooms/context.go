@@ -1,0 +1,118 @@
+package rooms
+
+import (
+	"errors"
+
+	"hearth/server/filter"
+	"hearth/server/mxerr"
+	"hearth/store"
+)
+
+// Context is the answer to /context: an event with the events around it.
+type Context struct {
+	Event        *ClientEvent   `json:"event"`
+	EventsBefore []*ClientEvent `json:"events_before"`
+	EventsAfter  []*ClientEvent `json:"events_after"`
+	Start        string         `json:"start"`
+	End          string         `json:"end"`
+	State        []*ClientEvent `json:"state"`
+}
+
+// EventContext returns an event userID may see with up to limit visible
+// events around it (half before, rounded down, as Synapse splits), tokens
+// to page on in each direction, and the room state at the event (only the
+// members of the senders shown, with lazy_load_members).
+func (s *Service) EventContext(userID, roomID, eventID string, limit int, f *filter.RoomEvent) (*Context, error) {
+	out := &Context{EventsBefore: []*ClientEvent{}, EventsAfter: []*ClientEvent{}, State: []*ClientEvent{}}
+	err := s.store.View(func(tx *store.Tx) error {
+		v, err := s.viewFor(tx, userID, roomID)
+		if err != nil {
+			return err
+		}
+		rec, err := tx.EventByID(eventID)
+		if errors.Is(err, store.ErrNotFound) || err == nil && rec.RoomNID != v.room.NID {
+			return mxerr.NotFound("Event not found")
+		}
+		if err != nil {
+			return err
+		}
+		if ok, err := v.visible(rec); err != nil {
+			return err
+		} else if !ok {
+			return mxerr.NotFound("Event not found")
+		}
+		if out.Event, err = s.clientEvent(tx, v.room.Version, rec); err != nil {
+			return err
+		}
+		ev, err := s.eventAt(tx, v.room.Version, rec.Pos)
+		if err != nil {
+			return err
+		}
+		at := store.TopoToken{Depth: ev.Depth(), Pos: rec.Pos}
+		out.Start, out.End = topoToken(&at), topoToken(&at)
+		collect := func(dir store.TimelineDir, want int, into *[]*ClientEvent, token *string) error {
+			cursor := &at
+			for len(*into) < want {
+				entries, err := tx.Timeline(v.room.NID, cursor, dir, want-len(*into))
+				if err != nil || len(entries) == 0 {
+					return err
+				}
+				for i, e := range entries {
+					cursor = &entries[i].Token
+					*token = topoToken(cursor)
+					if ok, err := v.visible(e.Event); err != nil {
+						return err
+					} else if !ok {
+						continue
+					}
+					ce, err := s.clientEvent(tx, v.room.Version, e.Event)
+					if err != nil {
+						return err
+					}
+					if f.Match(ce.RoomID, ce.Type, ce.Sender, ce.Content) {
+						*into = append(*into, ce)
+					}
+				}
+			}
+			return nil
+		}
+		before := limit / 2
+		if err := collect(store.Backward, before, &out.EventsBefore, &out.Start); err != nil {
+			return err
+		}
+		if err := collect(store.Forward, limit-before, &out.EventsAfter, &out.End); err != nil {
+			return err
+		}
+		// The state at the event: after it, if it is a state event.
+		st, err := tx.StateAt(rec.StateBefore)
+		if err != nil {
+			return err
+		}
+		if ev.IsState() {
+			st[store.StateKey{Type: ev.Type(), Key: *ev.StateKey()}] = rec.Pos
+		}
+		senders := map[string]bool{out.Event.Sender: true}
+		for _, ce := range append(out.EventsBefore, out.EventsAfter...) {
+			senders[ce.Sender] = true
+		}
+		for sk, pos := range st {
+			if f != nil && f.LazyLoadMembers && sk.Type == "m.room.member" && !senders[sk.Key] {
+				continue
+			}
+			r, err := tx.Event(pos)
+			if err != nil {
+				return err
+			}
+			ce, err := s.clientEvent(tx, v.room.Version, r)
+			if err != nil {
+				return err
+			}
+			out.State = append(out.State, ce)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
