@@ -23,6 +23,7 @@ var layers = map[string]int{
 	"hearth/server/filter":   1,
 	"hearth/server/rooms":    2,
 	"hearth/server/client":   3,
+	"hearth/server/syncapi":  3,
 	"hearth/admin":           3,
 	"hearth/server":          4,
 	"hearth":                 5,

@@ -50,6 +50,30 @@ var (
 	// bucketReports maps a report ID to the JSON Report of a room or event
 	// a user reported to the server admins.
 	bucketReports = []byte("reportid_report")
+
+	// The room directory.
+
+	// bucketAliases maps a local room alias to its JSON Alias record.
+	bucketAliases = []byte("alias_alias")
+	// bucketRoomAliases indexes aliases by room: NID, alias → nothing.
+	bucketRoomAliases = []byte("roomnid_alias")
+	// bucketPublished is the public room directory: NID → nothing.
+	bucketPublished = []byte("roomnid_published")
+
+	// Relations and redactions (see relations.go).
+
+	// bucketRelations indexes m.relates_to by parent: parent pos, rel_type
+	// 0x00, child pos → JSON relation (child type, sender, key, event ID).
+	bucketRelations = []byte("parentpos_reltype_childpos_relation")
+	// bucketThreads orders a room's threads by their latest reply: NID,
+	// latest reply pos, root pos → nothing.
+	bucketThreads = []byte("roomnid_latestpos_rootpos")
+	// bucketRedactions maps a redacted event's pos to the pos of the
+	// redaction that redacted it.
+	bucketRedactions = []byte("pos_redactionpos")
+	// bucketEventTxns maps a local event's pos to the client transaction
+	// that sent it: localpart 0x00 device 0x00 txnID.
+	bucketEventTxns = []byte("pos_txn")
 )
 
 // allBuckets lists every bucket the current schema has.
@@ -58,6 +82,8 @@ var allBuckets = [][]byte{
 	bucketEvents, bucketEventIDs, bucketRoomIDs, bucketRooms, bucketRoomStream, bucketRoomTopo,
 	bucketRoomState, bucketSnapshots, bucketMembers, bucketTxnIDs,
 	bucketReports,
+	bucketAliases, bucketRoomAliases, bucketPublished,
+	bucketRelations, bucketThreads, bucketRedactions, bucketEventTxns,
 }
 
 // Keys of bucketMeta.

@@ -9,8 +9,9 @@ import (
 
 // Check verifies the file's page structure and the store's own invariants:
 // every device belongs to an existing user, every token hash resolves to a
-// device that still holds it, and vice versa. It returns every problem
-// found, joined; nil means consistent.
+// device that still holds it, and vice versa; every alias and published
+// room belongs to a known room. It returns every problem found, joined;
+// nil means consistent.
 func (s *Store) Check() error {
 	return s.View(func(tx *Tx) error {
 		var errs []error
@@ -55,6 +56,8 @@ func (s *Store) Check() error {
 				return nil
 			})
 		}
+		errs = append(errs, tx.checkDirectory()...)
+		errs = append(errs, tx.checkRelations()...)
 		return errors.Join(errs...)
 	})
 }

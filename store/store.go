@@ -88,6 +88,10 @@ var migrations = []func(tx *bolt.Tx) error{
 	createBuckets,
 	// 2 → 3: reports.
 	createBuckets,
+	// 3 → 4: room aliases and the public room directory.
+	createBuckets,
+	// 4 → 5: relations, threads, redactions, event transaction IDs.
+	createBuckets,
 }
 
 // createBuckets creates every bucket of the current schema that is missing.

@@ -105,9 +105,6 @@ type roomIDResp struct {
 
 // createRoom is POST /createRoom.
 func (a *API) createRoom(r *httpx.Request, in *createRoomReq) (*roomIDResp, error) {
-	if in.RoomAliasName != "" {
-		return nil, mxerr.InvalidParam("room_alias_name is not supported yet")
-	}
 	if in.Visibility != "" && in.Visibility != "public" && in.Visibility != "private" {
 		return nil, mxerr.InvalidParam("visibility must be public or private")
 	}
@@ -120,7 +117,7 @@ func (a *API) createRoom(r *httpx.Request, in *createRoomReq) (*roomIDResp, erro
 		Creator: r.Principal.UserID, Version: in.RoomVersion, Preset: in.Preset, Visibility: in.Visibility,
 		Name: in.Name, Topic: in.Topic, Invite: in.Invite, IsDirect: in.IsDirect, InitialState: in.InitialState,
 		CreationContent: in.CreationContent, PowerLevelOverride: in.PowerLevelOverride,
-		CreatorProfile: a.profileOf(r.Principal.Localpart),
+		CreatorProfile: a.profileOf(r.Principal.Localpart), AliasName: in.RoomAliasName,
 	})
 	if err != nil {
 		return nil, err
@@ -209,7 +206,7 @@ func (a *API) getStateEvent(r *httpx.Request) (any, error) {
 
 // getEvent is GET /rooms/{roomId}/event/{eventId}.
 func (a *API) getEvent(r *httpx.Request) (*rooms.ClientEvent, error) {
-	return a.rooms.Event(r.Principal.UserID, r.Param("roomId"), r.Param("eventId"))
+	return a.rooms.Event(r.Principal.UserID, r.Principal.DeviceID, r.Param("roomId"), r.Param("eventId"))
 }
 
 // messages is GET /rooms/{roomId}/messages.
@@ -235,6 +232,7 @@ func (a *API) messages(r *httpx.Request) (*rooms.Page, error) {
 	}
 	return a.rooms.Messages(r.Principal.UserID, r.Param("roomId"), rooms.MessagesQuery{
 		From: r.Query("from"), To: r.Query("to"), Backward: dir == "b", Limit: limit, Filter: f,
+		DeviceID: r.Principal.DeviceID,
 	})
 }
 
@@ -358,9 +356,9 @@ func (a *API) invite(r *httpx.Request, in *memberReq) (*httpx.Empty, error) {
 func (a *API) join(r *httpx.Request, in *memberReq) (*roomIDResp, error) {
 	roomID := r.Param("roomId")
 	if roomID == "" {
-		roomID = r.Param("roomIdOrAlias")
-		if strings.HasPrefix(roomID, "#") {
-			return nil, mxerr.NotFound("Room aliases are not supported yet")
+		var err error
+		if roomID, err = a.roomIDOf(r.Param("roomIdOrAlias")); err != nil {
+			return nil, err
 		}
 	}
 	if !strings.HasPrefix(roomID, "!") {
@@ -382,9 +380,12 @@ func (a *API) join(r *httpx.Request, in *memberReq) (*roomIDResp, error) {
 
 // knock is POST /knock/{roomIdOrAlias} (room versions 7 and later).
 func (a *API) knock(r *httpx.Request, in *memberReq) (*roomIDResp, error) {
-	roomID := r.Param("roomIdOrAlias")
+	roomID, err := a.roomIDOf(r.Param("roomIdOrAlias"))
+	if err != nil {
+		return nil, err
+	}
 	if !strings.HasPrefix(roomID, "!") {
-		return nil, mxerr.NotFound("Knocking by alias is not supported yet")
+		return nil, mxerr.InvalidParam("Invalid room ID")
 	}
 	if exists, _ := a.roomExists(roomID); !exists {
 		return nil, mxerr.NotFound("No known servers for this room")

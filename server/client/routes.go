@@ -45,7 +45,7 @@ func New(acc *accounts.Service, rs *rooms.Service, cfg Config) *API {
 // Routes is the Client-Server API's route table, mounted at
 // /_matrix/client; "/v3/..." routes are served under r0 too.
 func (a *API) Routes() []httpx.Route {
-	return append(a.accountRoutes(), a.roomRoutes()...)
+	return append(append(append(a.accountRoutes(), a.roomRoutes()...), a.directoryRoutes()...), a.relationRoutes()...)
 }
 
 // accountRoutes is the table of discovery, login, registration, account,

@@ -56,8 +56,15 @@ func (e *Event) AuthEventIDs() []string { return e.p.AuthEventIDs() }
 // OriginServerTS returns the sender's timestamp in milliseconds.
 func (e *Event) OriginServerTS() int64 { return int64(e.p.OriginServerTS()) }
 
-// Redacts returns the ID of the event a redaction redacts, or "".
-func (e *Event) Redacts() string { return e.p.Redacts() }
+// Redacts returns the ID of the event a redaction redacts, or "": the
+// top-level redacts before room version 11, content.redacts from v11 on
+// (the library reads only the top level).
+func (e *Event) Redacts() string {
+	if !RedactsInContent(e.Version()) || e.Type() != spec.MRoomRedaction {
+		return e.p.Redacts()
+	}
+	return contentRedacts(e.p.Content())
+}
 
 // Redacted reports whether the event has been redacted.
 func (e *Event) Redacted() bool { return e.p.Redacted() }
@@ -178,7 +185,54 @@ func Allowed(ev *Event, authState []*Event) error {
 		}
 		return fmt.Errorf("%w: %v", ErrNotAllowed, err)
 	}
+	return usersDefaultRule(ev, provider)
+}
+
+// usersDefaultRule is the power levels rule gomatrixserverlib omits: a
+// change of users_default, like any other level, needs the sender's level
+// to be at least both the old and the new value. Without it, anyone who
+// may send power levels could lift every user above themselves.
+func usersDefaultRule(ev *Event, authState *gmsl.AuthEvents) error {
+	if ev.Type() != spec.MRoomPowerLevels || !ev.StateKeyIs("") {
+		return nil
+	}
+	oldEv, err := authState.PowerLevels()
+	if err != nil || oldEv == nil {
+		return nil // the first power levels of a room may set anything
+	}
+	oldPL, err1 := oldEv.PowerLevels()
+	newPL, err2 := ev.p.PowerLevels()
+	if err1 != nil || err2 != nil || oldPL.UsersDefault == newPL.UsersDefault {
+		return nil
+	}
+	if PrivilegedCreators(ev.Version()) {
+		if create, err := authState.Create(); err == nil && create != nil && isCreator(create, ev.Sender()) {
+			return nil
+		}
+	}
+	level := oldPL.UserLevel(ev.p.SenderID())
+	if level < max(oldPL.UsersDefault, newPL.UsersDefault) {
+		return fmt.Errorf("%w: sender's level %d is below users_default %d or %d", ErrNotAllowed, level, oldPL.UsersDefault, newPL.UsersDefault)
+	}
 	return nil
+}
+
+// isCreator reports whether userID created the room of the create event,
+// or is one of its additional_creators.
+func isCreator(create gmsl.PDU, userID string) bool {
+	if string(create.SenderID()) == userID {
+		return true
+	}
+	var c struct {
+		AdditionalCreators []string `json:"additional_creators"`
+	}
+	_ = json.Unmarshal(create.Content(), &c)
+	for _, u := range c.AdditionalCreators {
+		if u == userID {
+			return true
+		}
+	}
+	return false
 }
 
 // Parse reads an event this server stored itself (already verified).

@@ -41,7 +41,7 @@ func (s *Service) EventContext(userID, roomID, eventID string, limit int, f *fil
 		} else if !ok {
 			return mxerr.NotFound("Event not found")
 		}
-		if out.Event, err = s.clientEvent(tx, v.room.Version, rec); err != nil {
+		if out.Event, err = s.clientEvent(tx, v, rec); err != nil {
 			return err
 		}
 		ev, err := s.eventAt(tx, v.room.Version, rec.Pos)
@@ -65,7 +65,7 @@ func (s *Service) EventContext(userID, roomID, eventID string, limit int, f *fil
 					} else if !ok {
 						continue
 					}
-					ce, err := s.clientEvent(tx, v.room.Version, e.Event)
+					ce, err := s.clientEvent(tx, v, e.Event)
 					if err != nil {
 						return err
 					}
@@ -103,7 +103,7 @@ func (s *Service) EventContext(userID, roomID, eventID string, limit int, f *fil
 			if err != nil {
 				return err
 			}
-			ce, err := s.clientEvent(tx, v.room.Version, r)
+			ce, err := s.clientEvent(tx, v, r)
 			if err != nil {
 				return err
 			}

@@ -40,12 +40,16 @@ type CreateRequest struct {
 	// CreatorProfile is the creator's displayname and avatar_url for the
 	// member event.
 	CreatorProfile map[string]string
+	// AliasName is room_alias_name: the localpart of a local alias to
+	// create for the room, "" for none.
+	AliasName string
 }
 
 // CreateRoom creates a room with the spec's event sequence (create, the
-// creator's join, power levels, preset state, initial_state, name, topic,
-// invites) and returns its ID. All events land in one transaction: a
-// refused event leaves nothing behind.
+// creator's join, power levels, canonical alias, preset state,
+// initial_state, name, topic, invites) and returns its ID. All events, the
+// alias and the directory entry land in one transaction: a refused event
+// or a taken alias (M_ROOM_IN_USE) leaves nothing behind.
 func (s *Service) CreateRoom(req *CreateRequest) (string, error) {
 	version := req.Version
 	if version == "" {
@@ -69,6 +73,10 @@ func (s *Service) CreateRoom(req *CreateRequest) (string, error) {
 		joinRule, guestAccess = "public", "forbidden"
 	default:
 		return "", mxerr.BadJSON("Unknown preset %q", preset)
+	}
+	alias, err := s.newRoomAlias(req.AliasName)
+	if err != nil {
+		return "", err
 	}
 
 	h := &head{version: version, state: map[pdu.StateKey]*pdu.Event{}}
@@ -123,6 +131,12 @@ func (s *Service) CreateRoom(req *CreateRequest) (string, error) {
 	if err := add(state("m.room.power_levels", "", s.powerLevels(version, preset, req, creators))); err != nil {
 		return "", err
 	}
+	// The alias of room_alias_name, which the spec puts here.
+	if alias != "" {
+		if err := add(state("m.room.canonical_alias", "", map[string]string{"alias": alias})); err != nil {
+			return "", err
+		}
+	}
 	// 4. The preset's rules.
 	for _, d := range []*Draft{
 		state("m.room.join_rules", "", map[string]string{"join_rule": joinRule}),
@@ -143,6 +157,9 @@ func (s *Service) CreateRoom(req *CreateRequest) (string, error) {
 			content = json.RawMessage("{}")
 		}
 		key := st.StateKey
+		if err := s.checkInitialState(h, alias, st.Type, key, content); err != nil {
+			return "", err
+		}
 		if err := add(&Draft{Type: st.Type, StateKey: &key, Content: content}); err != nil {
 			return "", err
 		}
@@ -170,12 +187,15 @@ func (s *Service) CreateRoom(req *CreateRequest) (string, error) {
 	}
 
 	var last uint64
-	err := s.store.Update(func(tx *store.Tx) error {
+	err = s.store.Update(func(tx *store.Tx) error {
 		room, err := tx.CreateRoom(h.roomID, version)
 		if errors.Is(err, store.ErrExists) {
 			return mxerr.Unknown("Room ID collision; try again")
 		}
 		if err != nil {
+			return err
+		}
+		if err := s.addToDirectory(tx, room, req.Creator, alias, req.Visibility == "public"); err != nil {
 			return err
 		}
 		for _, ev := range events {

@@ -133,7 +133,7 @@ func (s *Service) Members(userID, roomID string) ([]Member, error) {
 			if err != nil {
 				return err
 			}
-			ce, err := s.clientEvent(tx, v.room.Version, rec)
+			ce, err := s.clientEvent(tx, v, rec)
 			if err != nil {
 				return err
 			}

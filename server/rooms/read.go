@@ -26,9 +26,10 @@ type ClientEvent struct {
 	Unsigned       map[string]any  `json:"unsigned,omitempty"`
 }
 
-// clientEvent formats a stored event: unsigned carries age and, for state
-// events, the content it replaced.
-func (s *Service) clientEvent(tx *store.Tx, version string, rec *store.StoredEvent) (*ClientEvent, error) {
+// clientEvent formats a stored event for the viewer v: unsigned carries
+// age, for state events the content it replaced, and what decorate adds.
+func (s *Service) clientEvent(tx *store.Tx, v *view, rec *store.StoredEvent) (*ClientEvent, error) {
+	version := v.room.Version
 	ev, err := pdu.Parse(version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
 	if err != nil {
 		return nil, err
@@ -54,6 +55,9 @@ func (s *Service) clientEvent(tx *store.Tx, version string, rec *store.StoredEve
 			}
 		}
 	}
+	if err := s.decorate(tx, v, rec, ev, ce, decorateFull); err != nil {
+		return nil, err
+	}
 	return ce, nil
 }
 
@@ -64,6 +68,9 @@ type view struct {
 	room  *store.Room
 	until uint64 // 0: current state; else the user's last member event
 	rd    *reader
+	// device is the requesting device ("" if unknown): its own sends carry
+	// unsigned.transaction_id.
+	device string
 }
 
 // visible reports whether the viewer may see a timeline event.
@@ -160,7 +167,7 @@ func (s *Service) State(userID, roomID string) ([]*ClientEvent, error) {
 			if err != nil {
 				return err
 			}
-			ce, err := s.clientEvent(tx, v.room.Version, rec)
+			ce, err := s.clientEvent(tx, v, rec)
 			if err != nil {
 				return err
 			}
@@ -191,20 +198,21 @@ func (s *Service) StateEvent(userID, roomID, typ, key string) (*ClientEvent, err
 		if err != nil {
 			return err
 		}
-		out, err = s.clientEvent(tx, v.room.Version, rec)
+		out, err = s.clientEvent(tx, v, rec)
 		return err
 	})
 	return out, err
 }
 
 // Event returns one event of a room that userID may see, or M_NOT_FOUND.
-func (s *Service) Event(userID, roomID, eventID string) (*ClientEvent, error) {
+func (s *Service) Event(userID, deviceID, roomID, eventID string) (*ClientEvent, error) {
 	var out *ClientEvent
 	err := s.store.View(func(tx *store.Tx) error {
 		v, err := s.viewFor(tx, userID, roomID)
 		if err != nil {
 			return err
 		}
+		v.device = deviceID
 		rec, err := tx.EventByID(eventID)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && rec.RoomNID != v.room.NID) {
 			return mxerr.NotFound("Event not found")
@@ -217,7 +225,7 @@ func (s *Service) Event(userID, roomID, eventID string) (*ClientEvent, error) {
 		} else if !ok {
 			return mxerr.NotFound("Event not found")
 		}
-		out, err = s.clientEvent(tx, v.room.Version, rec)
+		out, err = s.clientEvent(tx, v, rec)
 		return err
 	})
 	return out, err
@@ -252,6 +260,7 @@ type MessagesQuery struct {
 	Backward bool
 	Limit    int
 	Filter   *filter.RoomEvent
+	DeviceID string // the requesting device, shown its own transaction IDs
 }
 
 // Messages pages through a room's timeline in topological order, as far
@@ -290,6 +299,7 @@ func (s *Service) Messages(userID, roomID string, q MessagesQuery) (*Page, error
 		if err != nil {
 			return err
 		}
+		v.device = q.DeviceID
 		for len(page.Chunk) < q.Limit {
 			entries, err := tx.Timeline(v.room.NID, cursor, dir, q.Limit-len(page.Chunk))
 			if err != nil {
@@ -319,7 +329,7 @@ func (s *Service) Messages(userID, roomID string, q MessagesQuery) (*Page, error
 				} else if !ok {
 					continue
 				}
-				ce, err := s.clientEvent(tx, v.room.Version, e.Event)
+				ce, err := s.clientEvent(tx, v, e.Event)
 				if err != nil {
 					return err
 				}
@@ -371,7 +381,7 @@ func (s *Service) lazyMembers(tx *store.Tx, v *view, f *filter.RoomEvent, page *
 		if err != nil {
 			return err
 		}
-		me, err := s.clientEvent(tx, v.room.Version, rec)
+		me, err := s.clientEvent(tx, v, rec)
 		if err != nil {
 			return err
 		}

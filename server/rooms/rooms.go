@@ -29,6 +29,7 @@ type Service struct {
 
 	mu    sync.Mutex             // guards locks
 	locks map[string]*sync.Mutex // one writer per room
+	heads *headCache             // the parsed events the writers build on
 
 	// OnAppend, when set, is called after events are durable, with the
 	// newest position. Sync wakes its waiters from it.
@@ -37,7 +38,7 @@ type Service struct {
 
 // New returns the room service.
 func New(st *store.Store, signer pdu.Signer, log *slog.Logger) *Service {
-	return &Service{store: st, signer: signer, serverName: signer.ServerName, log: log, now: time.Now, locks: map[string]*sync.Mutex{}}
+	return &Service{store: st, signer: signer, serverName: signer.ServerName, log: log, now: time.Now, locks: map[string]*sync.Mutex{}, heads: newHeadCache()}
 }
 
 // lockRoom serialises writers of one room; rooms never wait on each other.
@@ -122,7 +123,7 @@ func (s *Service) build(h *head, d *Draft) (*pdu.Event, error) {
 func (s *Service) loadHead(tx *store.Tx, room *store.Room, d *Draft) (*head, error) {
 	h := &head{version: room.Version, roomID: room.RoomID, depth: room.Depth, state: map[pdu.StateKey]*pdu.Event{}}
 	for _, p := range room.Extremities {
-		ev, err := s.eventAt(tx, room.Version, p)
+		ev, err := s.heads.event(tx, room.Version, p)
 		if err != nil {
 			return nil, err
 		}
@@ -140,7 +141,7 @@ func (s *Service) loadHead(tx *store.Tx, room *store.Room, d *Draft) (*head, err
 		if err != nil {
 			return nil, err
 		}
-		if h.state[sk], err = s.eventAt(tx, room.Version, pos); err != nil {
+		if h.state[sk], err = s.heads.event(tx, room.Version, pos); err != nil {
 			return nil, err
 		}
 	}
@@ -190,6 +191,9 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 				return nil
 			}
 		}
+		if d, err = s.checkDraft(tx, room, d); err != nil {
+			return err
+		}
 		h, err = s.loadHead(tx, room, d)
 		return err
 	})
@@ -206,12 +210,18 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 		if err != nil {
 			return err
 		}
-		pos, err = tx.AppendEvent(r, newEvent(ev, d.Txn))
-		return err
+		if err := s.validateStateEvent(tx, r, ev.Type(), ev.StateKey(), ev.Content()); err != nil {
+			return err
+		}
+		if pos, err = tx.AppendEvent(r, newEvent(ev, d.Txn)); err != nil {
+			return err
+		}
+		return s.indexEvent(tx, r, ev, pos, d.Txn)
 	})
 	if err != nil {
 		return "", err
 	}
+	s.heads.add(pos, room.Version, 0, ev.JSON(), ev) // the next send's prev event
 	s.appended(pos)
 	return ev.ID(), nil
 }

@@ -21,8 +21,9 @@ var upgradeCopiedState = []string{
 // power levels, rules, name, topic, avatar, encryption, ACLs and bans are
 // copied, the old room gets a tombstone pointing to the new one, and the
 // old room's power levels stop ordinary members from speaking or
-// inviting. Everything lands in one transaction. It returns the new
-// room's ID.
+// inviting; the old room's local aliases and its place in the public room
+// directory pass to the new one. Everything lands in one transaction. It
+// returns the new room's ID.
 func (s *Service) Upgrade(roomID, sender, newVersion string, senderProfile map[string]string) (string, error) {
 	if !pdu.Known(newVersion) {
 		return "", &mxerr.Error{Status: 400, Code: "M_UNSUPPORTED_ROOM_VERSION", Message: "Room version " + newVersion + " is not supported"}
@@ -187,6 +188,9 @@ func (s *Service) Upgrade(roomID, sender, newVersion string, senderProfile map[s
 			if last, err = tx.AppendEvent(o, newEvent(ev, nil)); err != nil {
 				return err
 			}
+		}
+		if err := moveDirectory(tx, o, room); err != nil {
+			return err
 		}
 		return nil
 	})

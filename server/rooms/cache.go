@@ -1,0 +1,87 @@
+package rooms
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+
+	"hearth/server/pdu"
+	"hearth/store"
+)
+
+// headCacheSize bounds the parsed events the room writers keep: a busy
+// room's create, power levels, join rules, senders' member events and its
+// newest event, for a few hundred busy rooms, a few MB in all.
+const headCacheSize = 2048
+
+// headCache keeps the parsed events room writers read again and again:
+// each send needs its room's newest event (its prev event) and a handful
+// of current state events (its auth events), and parsing one costs far
+// more than the send's own bbolt work, as the event ID of a room version
+// 3+ event is a hash of its redacted canonical JSON.
+//
+// An entry is used only while the stored record is byte for byte the one
+// it was parsed from, so a redaction (which rewrites the record) or any
+// other rewrite can never be served stale. Its events have their IDs
+// computed before they are shared: pdu.Event is otherwise immutable, so
+// readers on any goroutine may use them.
+type headCache struct {
+	mu sync.Mutex // guards cur, old
+	// Two generations approximate LRU at O(1): lookups promote to cur,
+	// and when cur fills, old is dropped and cur becomes old.
+	cur, old map[uint64]*headEntry
+}
+
+type headEntry struct {
+	version string
+	flags   uint8
+	json    []byte // the stored JSON the event was parsed from
+	ev      *pdu.Event
+}
+
+func newHeadCache() *headCache {
+	return &headCache{cur: map[uint64]*headEntry{}, old: map[uint64]*headEntry{}}
+}
+
+// event returns the parsed event at pos, from the cache when the stored
+// record is unchanged, else parsed from tx and cached.
+func (c *headCache) event(tx *store.Tx, version string, pos uint64) (*pdu.Event, error) {
+	rec, err := tx.Event(pos)
+	if err != nil {
+		return nil, fmt.Errorf("event at %d: %w", pos, err)
+	}
+	c.mu.Lock()
+	e := c.cur[pos]
+	if e == nil {
+		e = c.old[pos]
+	}
+	c.mu.Unlock()
+	if e != nil && e.version == version && e.flags == rec.Flags && bytes.Equal(e.json, rec.JSON) {
+		c.put(pos, e)
+		return e.ev, nil
+	}
+	ev, err := pdu.Parse(version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+	if err != nil {
+		return nil, err
+	}
+	c.add(pos, version, rec.Flags, rec.JSON, ev)
+	return ev, nil
+}
+
+// add caches ev, stored at pos as js with flags.
+func (c *headCache) add(pos uint64, version string, flags uint8, js []byte, ev *pdu.Event) {
+	ev.ID() // computed once, here, so that sharing ev never races on it
+	c.put(pos, &headEntry{version: version, flags: flags, json: js, ev: ev})
+}
+
+func (c *headCache) put(pos uint64, e *headEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur[pos] == e {
+		return
+	}
+	if len(c.cur) >= headCacheSize/2 {
+		c.old, c.cur = c.cur, make(map[uint64]*headEntry, headCacheSize/2)
+	}
+	c.cur[pos] = e
+}
