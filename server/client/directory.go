@@ -24,6 +24,9 @@ func (a *API) directoryRoutes() []httpx.Route {
 		{Method: "GET", Path: "/v3/directory/list/room/{roomId}", Handler: httpx.NoBody(a.getVisibility)},
 		{Method: "PUT", Path: "/v3/directory/list/room/{roomId}", Auth: httpx.UserAuth, Handler: httpx.JSON(a.putVisibility)},
 		{Method: "GET", Path: "/v3/publicRooms", Auth: httpx.OptionalAuth, Handler: httpx.NoBody(a.getPublicRooms)},
+
+		// Spaces.
+		{Method: "GET", Path: "/v1/rooms/{roomId}/hierarchy", Auth: httpx.UserAuth, Handler: httpx.NoBody(a.hierarchy)},
 		{Method: "POST", Path: "/v3/publicRooms", Auth: httpx.UserAuth, Handler: httpx.JSON(a.postPublicRooms)},
 	}
 }
@@ -143,4 +146,22 @@ func (a *API) postPublicRooms(r *httpx.Request, in *publicRoomsReq) (*rooms.Publ
 		q.ThirdPartyInstanceID = in.ThirdPartyInstanceID
 	}
 	return a.rooms.PublicRooms(q)
+}
+
+// hierarchy is GET /_matrix/client/v1/rooms/{roomId}/hierarchy.
+func (a *API) hierarchy(r *httpx.Request) (*rooms.HierarchyPage, error) {
+	q := rooms.HierarchyQuery{MaxDepth: -1, From: r.Query("from"), SuggestedOnly: r.Query("suggested_only") == "true"}
+	for _, p := range []struct {
+		name string
+		into *int
+	}{{"limit", &q.Limit}, {"max_depth", &q.MaxDepth}} {
+		if v := r.Query(p.name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return nil, mxerr.InvalidParam("%s must be a non-negative integer", p.name)
+			}
+			*p.into = n
+		}
+	}
+	return a.rooms.Hierarchy(r.Principal.UserID, r.Param("roomId"), q)
 }
