@@ -22,6 +22,7 @@ import (
 	"hearth/server/httpx"
 	"hearth/server/pdu"
 	"hearth/server/rooms"
+	"hearth/server/syncapi"
 	"hearth/store"
 )
 
@@ -49,6 +50,7 @@ type Server struct {
 	store      *store.Store
 	accounts   *accounts.Service
 	rooms      *rooms.Service
+	notifier   *syncapi.Notifier
 	httpSrv    *httpx.Server
 	signingKey ed25519.PrivateKey
 	keyID      string
@@ -92,8 +94,13 @@ func Open(cfg Config) (*Server, error) {
 
 	mux := &httpx.Mux{}
 	s.rooms = rooms.New(st, pdu.Signer{ServerName: cfg.ServerName, KeyID: s.keyID, Key: s.signingKey}, cfg.Log)
+	var latest uint64
+	_ = st.View(func(tx *store.Tx) error { latest = tx.LatestPos(); return nil })
+	s.notifier = syncapi.NewNotifier(latest)
+	s.rooms.OnAppend = s.notifyAppend
 	api := client.New(s.accounts, s.rooms, client.Config{PublicURL: cfg.PublicURL, NoRateLimit: cfg.NoRateLimit})
 	mux.Handle("/_matrix/client", api.Routes())
+	mux.Handle("/_matrix/client", syncapi.New(st, s.rooms, s.notifier).Routes())
 	mux.Handle("", api.WellKnownRoutes())
 	mux.Handle("/_synapse/admin", admin.New(s.accounts, cfg.RegistrationSharedSecret).Routes())
 	s.httpSrv = httpx.NewServer(mux, s.authenticate, cfg.Log, httpx.DefaultMaxBody)
@@ -174,6 +181,20 @@ func (s *Server) bootstrapToken() (string, error) {
 		return tx.PutRegToken(t)
 	})
 	return token, err
+}
+
+// notifyAppend wakes the syncs of everyone in the rooms new events landed
+// in.
+func (s *Server) notifyAppend(pos uint64, roomIDs ...string) {
+	var users []string
+	for _, id := range roomIDs {
+		members, err := s.rooms.MemberIDs(id)
+		if err != nil {
+			s.log.Warn("sync notification: room members", "room", id, "err", err)
+		}
+		users = append(users, members...)
+	}
+	s.notifier.Notify(pos, users)
 }
 
 // BootstrapToken is the one-time registration token that makes the first

@@ -50,6 +50,9 @@ var (
 	// bucketReports maps a report ID to the JSON Report of a room or event
 	// a user reported to the server admins.
 	bucketReports = []byte("reportid_report")
+	// bucketFilters maps localpart 0x00 filter ID to a client's uploaded
+	// sync filter JSON.
+	bucketFilters = []byte("localpart_filterid_filter")
 
 	// The room directory.
 
@@ -81,10 +84,15 @@ var allBuckets = [][]byte{
 	bucketMeta, bucketUsers, bucketDevices, bucketAccess, bucketRefresh, bucketRegTokens,
 	bucketEvents, bucketEventIDs, bucketRoomIDs, bucketRooms, bucketRoomStream, bucketRoomTopo,
 	bucketRoomState, bucketSnapshots, bucketMembers, bucketTxnIDs,
-	bucketReports,
+	bucketReports, bucketFilters,
 	bucketAliases, bucketRoomAliases, bucketPublished,
 	bucketRelations, bucketThreads, bucketRedactions, bucketEventTxns,
 }
+
+// appendOnly lists the buckets keyed by stream position alone, whose new
+// keys always go last. bbolt splits a full page half and half, which for
+// them would leave every page half empty; writes fill their pages instead.
+var appendOnly = [][]byte{bucketEvents, bucketEventTxns}
 
 // Keys of bucketMeta.
 const (

@@ -92,6 +92,8 @@ var migrations = []func(tx *bolt.Tx) error{
 	createBuckets,
 	// 4 → 5: relations, threads, redactions, event transaction IDs.
 	createBuckets,
+	// 5 → 6: sync filters.
+	createBuckets,
 }
 
 // createBuckets creates every bucket of the current schema that is missing.

@@ -80,3 +80,61 @@ func matchesAny(patterns []string, typ string) bool {
 	}
 	return false
 }
+
+// Filter is the spec's sync filter, as uploaded with POST /filter or given
+// inline to /sync.
+type Filter struct {
+	EventFields []string `json:"event_fields,omitempty"`
+	EventFormat string   `json:"event_format,omitempty"`
+	Presence    *Event   `json:"presence,omitempty"`
+	AccountData *Event   `json:"account_data,omitempty"`
+	Room        *Room    `json:"room,omitempty"`
+}
+
+// Event is the spec's EventFilter (presence, account data).
+type Event struct {
+	Limit      *int     `json:"limit,omitempty"`
+	Types      []string `json:"types,omitempty"`
+	NotTypes   []string `json:"not_types,omitempty"`
+	Senders    []string `json:"senders,omitempty"`
+	NotSenders []string `json:"not_senders,omitempty"`
+}
+
+// Room is the spec's RoomFilter.
+type Room struct {
+	Rooms        []string   `json:"rooms,omitempty"`
+	NotRooms     []string   `json:"not_rooms,omitempty"`
+	IncludeLeave bool       `json:"include_leave,omitempty"`
+	Timeline     *RoomEvent `json:"timeline,omitempty"`
+	State        *RoomEvent `json:"state,omitempty"`
+	Ephemeral    *RoomEvent `json:"ephemeral,omitempty"`
+	AccountData  *RoomEvent `json:"account_data,omitempty"`
+}
+
+// Parse reads a sync filter.
+func Parse(js []byte) (*Filter, error) {
+	f := &Filter{}
+	if err := json.Unmarshal(js, f); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// TimelineLimit returns the filter's timeline limit, or def.
+func (f *Filter) TimelineLimit(def int) int {
+	if f != nil && f.Room != nil && f.Room.Timeline != nil && f.Room.Timeline.Limit != nil && *f.Room.Timeline.Limit > 0 {
+		return *f.Room.Timeline.Limit
+	}
+	return def
+}
+
+// RoomAllowed reports whether the room filter lets a room through.
+func (f *Filter) RoomAllowed(roomID string) bool {
+	if f == nil || f.Room == nil {
+		return true
+	}
+	if len(f.Room.Rooms) > 0 && !contains(f.Room.Rooms, roomID) {
+		return false
+	}
+	return !contains(f.Room.NotRooms, roomID)
+}

@@ -208,7 +208,7 @@ func (s *Service) CreateRoom(req *CreateRequest) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s.appended(last)
+	s.appended(last, h.roomID)
 	return h.roomID, nil
 }
 

@@ -32,8 +32,9 @@ type Service struct {
 	heads *headCache             // the parsed events the writers build on
 
 	// OnAppend, when set, is called after events are durable, with the
-	// newest position. Sync wakes its waiters from it.
-	OnAppend func(pos uint64)
+	// newest position and the rooms they are in. Sync wakes its waiters
+	// from it.
+	OnAppend func(pos uint64, roomIDs ...string)
 }
 
 // New returns the room service.
@@ -222,12 +223,31 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 		return "", err
 	}
 	s.heads.add(pos, room.Version, 0, ev.JSON(), ev) // the next send's prev event
-	s.appended(pos)
+	s.appended(pos, roomID)
 	return ev.ID(), nil
 }
 
-func (s *Service) appended(pos uint64) {
+func (s *Service) appended(pos uint64, roomIDs ...string) {
 	if s.OnAppend != nil {
-		s.OnAppend(pos)
+		s.OnAppend(pos, roomIDs...)
 	}
+}
+
+// MemberIDs returns everyone with a member event in a room's current
+// state (joined, invited, knocking, left or banned): the users a new event
+// there may concern.
+func (s *Service) MemberIDs(roomID string) ([]string, error) {
+	var out []string
+	err := s.store.View(func(tx *store.Tx) error {
+		room, err := tx.RoomByID(roomID)
+		if err != nil {
+			return err
+		}
+		members, err := tx.CurrentState(room.NID, "m.room.member")
+		for sk := range members {
+			out = append(out, sk.Key)
+		}
+		return err
+	})
+	return out, err
 }

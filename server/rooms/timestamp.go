@@ -1,7 +1,6 @@
 package rooms
 
 import (
-
 	"hearth/server/mxerr"
 	"hearth/store"
 )
@@ -61,4 +60,3 @@ func (s *Service) EventNear(userID, roomID string, ts int64, forward bool) (*Eve
 	}
 	return best, nil
 }
-

@@ -197,7 +197,7 @@ func (s *Service) Upgrade(roomID, sender, newVersion string, senderProfile map[s
 	if err != nil {
 		return "", err
 	}
-	s.appended(last)
+	s.appended(last, h.roomID, roomID)
 	return h.roomID, nil
 }
 

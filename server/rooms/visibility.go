@@ -116,7 +116,7 @@ func (rd *reader) visible(rec *store.StoredEvent) (bool, error) {
 		return false, err
 	}
 	if rd.current != nil && rec.Pos == rd.current.Pos {
-		v.membership = rd.current.Membership // their own latest member event
+		return true, nil // everyone sees their own latest membership change
 	} else if own, err := rd.ownMemberEvent(rec); err != nil {
 		return false, err
 	} else if own != "" {

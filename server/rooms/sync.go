@@ -1,0 +1,412 @@
+package rooms
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+
+	"hearth/server/filter"
+	"hearth/server/pdu"
+	"hearth/store"
+)
+
+// SyncRequest asks for what changed in a user's rooms between two stream
+// positions.
+type SyncRequest struct {
+	UserID, DeviceID string
+	Since            uint64 // 0 for an initial sync
+	Upto             uint64 // the position the response is consistent with
+	FullState        bool
+	TimelineLimit    int
+	Timeline         *filter.RoomEvent // nil for all
+	IncludeLeave     bool              // left rooms on an initial sync too
+	LazyMembers      bool              // state: only the members the timeline needs
+	RoomAllowed      func(roomID string) bool
+}
+
+// SyncRooms is the "rooms" section of a sync response.
+type SyncRooms struct {
+	Join   map[string]*JoinedRoom   `json:"join,omitempty"`
+	Invite map[string]*StrippedRoom `json:"invite,omitempty"`
+	Leave  map[string]*LeftRoom     `json:"leave,omitempty"`
+	Knock  map[string]*StrippedRoom `json:"knock,omitempty"`
+}
+
+// Empty reports whether nothing changed in any room.
+func (r *SyncRooms) Empty() bool {
+	return len(r.Join) == 0 && len(r.Invite) == 0 && len(r.Leave) == 0 && len(r.Knock) == 0
+}
+
+// Timeline is a room's timeline section.
+type Timeline struct {
+	Events    []*ClientEvent `json:"events"`
+	Limited   bool           `json:"limited"`
+	PrevBatch string         `json:"prev_batch,omitempty"`
+}
+
+// EventList is a section holding a list of events.
+type EventList struct {
+	Events []*ClientEvent `json:"events"`
+}
+
+// RoomSummary is the spec's room summary of a joined room.
+type RoomSummary struct {
+	Heroes  []string `json:"m.heroes,omitempty"`
+	Joined  int      `json:"m.joined_member_count"`
+	Invited int      `json:"m.invited_member_count"`
+}
+
+// JoinedRoom is one room of rooms.join.
+type JoinedRoom struct {
+	Timeline Timeline     `json:"timeline"`
+	State    EventList    `json:"state"`
+	Summary  *RoomSummary `json:"summary,omitempty"`
+}
+
+// LeftRoom is one room of rooms.leave.
+type LeftRoom struct {
+	Timeline Timeline  `json:"timeline"`
+	State    EventList `json:"state"`
+}
+
+// StrippedRoom is one room of rooms.invite (invite_state) or rooms.knock
+// (knock_state).
+type StrippedRoom struct {
+	InviteState *StrippedList `json:"invite_state,omitempty"`
+	KnockState  *StrippedList `json:"knock_state,omitempty"`
+}
+
+// StrippedList holds stripped state events.
+type StrippedList struct {
+	Events []StrippedEvent `json:"events"`
+}
+
+// strippedTypes is the state an invitee or knocker is shown, the spec's
+// recommended list.
+var strippedTypes = []string{
+	"m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
+	"m.room.canonical_alias", "m.room.encryption", "m.room.topic",
+}
+
+// Sync returns what changed in req.UserID's rooms in (Since, Upto]: for
+// joined rooms the newest events (limited, with a prev_batch that
+// /messages accepts, when more happened), and the state: all of it when
+// the room is new to the client, else the change across a gap; invites
+// and knocks as stripped state; rooms left since as their timeline up to
+// the leave.
+func (s *Service) Sync(req *SyncRequest) (*SyncRooms, error) {
+	out := &SyncRooms{}
+	err := s.store.View(func(tx *store.Tx) error {
+		ms, err := tx.Memberships(req.UserID)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if m.Forgotten || m.Pos > req.Upto {
+				continue
+			}
+			room, err := tx.RoomByNID(m.RoomNID)
+			if err != nil {
+				return err
+			}
+			if req.RoomAllowed != nil && !req.RoomAllowed(room.RoomID) {
+				continue
+			}
+			changed := m.Pos > req.Since
+			switch m.Membership {
+			case "join":
+				jr, err := s.syncJoined(tx, req, room, changed)
+				if err != nil {
+					return err
+				}
+				if jr != nil {
+					if out.Join == nil {
+						out.Join = map[string]*JoinedRoom{}
+					}
+					out.Join[room.RoomID] = jr
+				}
+			case "invite", "knock":
+				if !changed && req.Since != 0 {
+					continue
+				}
+				list, err := s.strippedState(tx, room, m.Pos)
+				if err != nil {
+					return err
+				}
+				sr := &StrippedRoom{}
+				if m.Membership == "invite" {
+					sr.InviteState = list
+					if out.Invite == nil {
+						out.Invite = map[string]*StrippedRoom{}
+					}
+					out.Invite[room.RoomID] = sr
+				} else {
+					sr.KnockState = list
+					if out.Knock == nil {
+						out.Knock = map[string]*StrippedRoom{}
+					}
+					out.Knock[room.RoomID] = sr
+				}
+			case "leave", "ban":
+				if !(changed && req.Since != 0 || req.Since == 0 && req.IncludeLeave) {
+					continue
+				}
+				lr, err := s.syncLeft(tx, req, room, m)
+				if err != nil {
+					return err
+				}
+				if lr != nil {
+					if out.Leave == nil {
+						out.Leave = map[string]*LeftRoom{}
+					}
+					out.Leave[room.RoomID] = lr
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *Service) syncJoined(tx *store.Tx, req *SyncRequest, room *store.Room, joinedSince bool) (*JoinedRoom, error) {
+	since := req.Since
+	if joinedSince {
+		since = 0 // new to the client: everything, as on an initial sync
+	}
+	if since != 0 && !req.FullState && !tx.RoomActiveSince(room.NID, since, req.Upto) {
+		return nil, nil
+	}
+	v, err := s.viewFor(tx, req.UserID, room.RoomID)
+	if err != nil {
+		return nil, err
+	}
+	v.device = req.DeviceID
+	tl, first, err := s.syncTimeline(tx, v, req, room, since, req.Upto)
+	if err != nil {
+		return nil, err
+	}
+	jr := &JoinedRoom{Timeline: *tl}
+	if jr.State.Events, err = s.syncState(tx, v, req, room, since, first, tl); err != nil {
+		return nil, err
+	}
+	if since == 0 || hasMemberChange(tl.Events) {
+		if jr.Summary, err = s.summary(tx, room, req.UserID); err != nil {
+			return nil, err
+		}
+	}
+	return jr, nil
+}
+
+func (s *Service) syncLeft(tx *store.Tx, req *SyncRequest, room *store.Room, m store.Membership) (*LeftRoom, error) {
+	v, err := s.viewFor(tx, req.UserID, room.RoomID)
+	if err != nil {
+		return nil, nil // kicked before ever joining: nothing to show but the membership
+	}
+	v.device = req.DeviceID
+	since := req.Since
+	tl, first, err := s.syncTimeline(tx, v, req, room, since, m.Pos)
+	if err != nil {
+		return nil, err
+	}
+	lr := &LeftRoom{Timeline: *tl}
+	if lr.State.Events, err = s.syncState(tx, v, req, room, since, first, tl); err != nil {
+		return nil, err
+	}
+	return lr, nil
+}
+
+// syncTimeline returns the newest visible events of a room in (since,
+// upto] and the stored form of the first of them.
+func (s *Service) syncTimeline(tx *store.Tx, v *view, req *SyncRequest, room *store.Room, since, upto uint64) (*Timeline, *store.StoredEvent, error) {
+	limit := req.TimelineLimit
+	if limit <= 0 {
+		limit = 10
+	}
+	recs, limited, err := tx.RoomStream(room.NID, since, upto, limit)
+	if err != nil {
+		return nil, nil, err
+	}
+	tl := &Timeline{Events: []*ClientEvent{}, Limited: limited}
+	var first *store.StoredEvent
+	for _, rec := range recs {
+		if ok, err := v.visible(rec); err != nil {
+			return nil, nil, err
+		} else if !ok {
+			continue
+		}
+		ce, err := s.clientEvent(tx, v, rec)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !req.Timeline.Match(ce.RoomID, ce.Type, ce.Sender, ce.Content) {
+			continue
+		}
+		if first == nil {
+			first = rec
+		}
+		tl.Events = append(tl.Events, ce)
+	}
+	if len(recs) > 0 {
+		ev, err := pdu.Parse(room.Version, recs[0].JSON, recs[0].Flags&store.FlagRedacted != 0)
+		if err != nil {
+			return nil, nil, err
+		}
+		tl.PrevBatch = topoToken(&store.TopoToken{Depth: ev.Depth(), Pos: recs[0].Pos})
+		if first == nil {
+			first = recs[0]
+		}
+	}
+	return tl, first, nil
+}
+
+// syncState returns the state section: the whole state at the start of
+// the timeline when since is 0 (or full_state), else the state that
+// changed across the gap of a limited timeline.
+func (s *Service) syncState(tx *store.Tx, v *view, req *SyncRequest, room *store.Room, since uint64, first *store.StoredEvent, tl *Timeline) ([]*ClientEvent, error) {
+	var atStart map[store.StateKey]uint64
+	var err error
+	if first != nil {
+		atStart, err = tx.StateAt(first.StateBefore)
+	} else if v.until != 0 {
+		atStart, err = s.stateOf(tx, v)
+	} else {
+		atStart, err = tx.CurrentState(room.NID, "")
+	}
+	if err != nil {
+		return nil, err
+	}
+	var before map[store.StateKey]uint64
+	switch {
+	case since == 0 || req.FullState:
+		before = nil // everything
+	case !tl.Limited:
+		return []*ClientEvent{}, nil // the timeline holds every change
+	default:
+		last, err := tx.LastRoomEvent(room.NID, since)
+		if err == nil {
+			ev, perr := pdu.Parse(room.Version, last.JSON, false)
+			if perr != nil {
+				return nil, perr
+			}
+			var sk *store.StateKey
+			if ev.IsState() {
+				sk = &store.StateKey{Type: ev.Type(), Key: *ev.StateKey()}
+			}
+			if before, err = tx.StateAfter(last, sk); err != nil {
+				return nil, err
+			}
+		}
+	}
+	needed := map[string]bool{}
+	if req.LazyMembers {
+		for _, ce := range tl.Events {
+			needed[ce.Sender] = true
+		}
+		needed[req.UserID] = true
+	}
+	out := []*ClientEvent{}
+	for sk, pos := range atStart {
+		if before != nil && before[sk] == pos {
+			continue
+		}
+		if req.LazyMembers && sk.Type == "m.room.member" && !needed[sk.Key] {
+			continue
+		}
+		rec, err := tx.Event(pos)
+		if err != nil {
+			return nil, err
+		}
+		ce, err := s.clientEvent(tx, v, rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ce)
+	}
+	slices.SortFunc(out, func(a, b *ClientEvent) int {
+		return strings.Compare(a.Type+"\x00"+*a.StateKey, b.Type+"\x00"+*b.StateKey)
+	})
+	return out, nil
+}
+
+func hasMemberChange(evs []*ClientEvent) bool {
+	for _, e := range evs {
+		if e.Type == "m.room.member" {
+			return true
+		}
+	}
+	return false
+}
+
+// summary returns a joined room's member counts and, when it has no name
+// or canonical alias, up to five heroes for clients to name it after.
+func (s *Service) summary(tx *store.Tx, room *store.Room, userID string) (*RoomSummary, error) {
+	members, err := tx.CurrentState(room.NID, "m.room.member")
+	if err != nil {
+		return nil, err
+	}
+	sum := &RoomSummary{}
+	var others []string
+	for sk, pos := range members {
+		var c struct {
+			M string `json:"membership"`
+		}
+		rec, err := tx.Event(pos)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := pdu.Parse(room.Version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+		if err != nil {
+			return nil, err
+		}
+		_ = json.Unmarshal(ev.Content(), &c)
+		switch c.M {
+		case "join":
+			sum.Joined++
+		case "invite":
+			sum.Invited++
+		default:
+			continue
+		}
+		if sk.Key != userID {
+			others = append(others, sk.Key)
+		}
+	}
+	slices.Sort(others)
+	_, errName := tx.CurrentStateEvent(room.NID, store.StateKey{Type: "m.room.name"})
+	_, errAlias := tx.CurrentStateEvent(room.NID, store.StateKey{Type: "m.room.canonical_alias"})
+	if errName != nil && errAlias != nil {
+		sum.Heroes = others[:min(5, len(others))]
+	}
+	return sum, nil
+}
+
+// strippedState returns what an invitee or knocker sees of a room: the
+// recommended state events as they were at their membership event, and
+// the membership event itself.
+func (s *Service) strippedState(tx *store.Tx, room *store.Room, memberPos uint64) (*StrippedList, error) {
+	rec, err := tx.Event(memberPos)
+	if err != nil {
+		return nil, err
+	}
+	st, err := tx.StateAt(rec.StateBefore)
+	if err != nil {
+		return nil, err
+	}
+	list := &StrippedList{Events: []StrippedEvent{}}
+	add := func(pos uint64) error {
+		ev, err := s.eventAt(tx, room.Version, pos)
+		if err != nil {
+			return err
+		}
+		list.Events = append(list.Events, StrippedEvent{Type: ev.Type(), StateKey: *ev.StateKey(), Content: ev.Content(), Sender: ev.Sender(), OriginServerTS: ev.OriginServerTS()})
+		return nil
+	}
+	for _, typ := range strippedTypes {
+		if pos, ok := st[store.StateKey{Type: typ}]; ok {
+			if err := add(pos); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return list, add(memberPos)
+}

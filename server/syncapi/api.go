@@ -1,0 +1,159 @@
+package syncapi
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"hearth/server/filter"
+	"hearth/server/httpx"
+	"hearth/server/mxerr"
+	"hearth/server/rooms"
+	"hearth/store"
+)
+
+// maxTimeout bounds a long-poll, so a client cannot hold a connection
+// forever.
+const maxTimeout = 5 * time.Minute
+
+// API serves /sync and the filter endpoints.
+type API struct {
+	store    *store.Store
+	rooms    *rooms.Service
+	notifier *Notifier
+}
+
+// New returns the sync API.
+func New(st *store.Store, rs *rooms.Service, n *Notifier) *API {
+	return &API{store: st, rooms: rs, notifier: n}
+}
+
+// Routes is the route table of the spec's "Syncing" and "Filtering".
+func (a *API) Routes() []httpx.Route {
+	return []httpx.Route{
+		{Method: "GET", Path: "/v3/sync", Auth: httpx.UserAuth, Handler: httpx.NoBody(a.sync)},
+		{Method: "POST", Path: "/v3/user/{userId}/filter", Auth: httpx.UserAuth, Handler: a.createFilter},
+		{Method: "GET", Path: "/v3/user/{userId}/filter/{filterId}", Auth: httpx.UserAuth, Handler: a.getFilter},
+	}
+}
+
+type syncResp struct {
+	NextBatch string           `json:"next_batch"`
+	Rooms     *rooms.SyncRooms `json:"rooms,omitempty"`
+}
+
+// sync is GET /sync. It answers at once when anything changed since the
+// token (or on an initial sync); otherwise it waits on the notifier, up to
+// timeout, without polling.
+func (a *API) sync(r *httpx.Request) (*syncResp, error) {
+	timeout := time.Duration(0)
+	if v := r.Query("timeout"); v != "" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms < 0 {
+			return nil, mxerr.InvalidParam("timeout must be a non-negative number of milliseconds")
+		}
+		timeout = min(time.Duration(ms)*time.Millisecond, maxTimeout)
+	}
+	var since Token
+	if v := r.Query("since"); v != "" {
+		var err error
+		if since, err = ParseToken(v, a.notifier.Latest()); err != nil {
+			return nil, err
+		}
+	}
+	f, err := a.loadFilter(r, r.Query("filter"))
+	if err != nil {
+		return nil, err
+	}
+	req := &rooms.SyncRequest{
+		UserID: r.Principal.UserID, DeviceID: r.Principal.DeviceID, Since: since.Pos,
+		FullState: r.Query("full_state") == "true", TimelineLimit: f.TimelineLimit(10), RoomAllowed: f.RoomAllowed,
+	}
+	if f.Room != nil {
+		req.Timeline, req.IncludeLeave = f.Room.Timeline, f.Room.IncludeLeave
+		req.LazyMembers = f.Room.State != nil && f.Room.State.LazyLoadMembers
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		req.Upto = a.notifier.Latest()
+		rs, err := a.rooms.Sync(req)
+		if err != nil {
+			return nil, err
+		}
+		resp := &syncResp{NextBatch: Token{Pos: max(req.Upto, since.Pos)}.String()}
+		if !rs.Empty() {
+			resp.Rooms = rs
+		}
+		remaining := time.Until(deadline)
+		if since.Pos == 0 || req.FullState || !rs.Empty() || remaining <= 0 {
+			return resp, nil
+		}
+		if !a.notifier.Wait(r.Context(), req.UserID, req.Upto, remaining) {
+			return resp, nil // timed out (or shutting down) with nothing new
+		}
+	}
+}
+
+// loadFilter reads the filter parameter: inline JSON, or the ID of a
+// filter the user uploaded.
+func (a *API) loadFilter(r *httpx.Request, param string) (*filter.Filter, error) {
+	if param == "" {
+		return &filter.Filter{}, nil
+	}
+	js := []byte(param)
+	if !strings.HasPrefix(strings.TrimSpace(param), "{") {
+		err := a.store.View(func(tx *store.Tx) (err error) {
+			js, err = tx.Filter(r.Principal.Localpart, param)
+			return err
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, mxerr.NotFound("No such filter")
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	f, err := filter.Parse(js)
+	if err != nil {
+		return nil, mxerr.BadJSON("Invalid filter: %v", err)
+	}
+	return f, nil
+}
+
+type filterIDResp struct {
+	FilterID string `json:"filter_id"`
+}
+
+// createFilter is POST /user/{userId}/filter.
+func (a *API) createFilter(r *httpx.Request) (any, error) {
+	if r.Param("userId") != r.Principal.UserID {
+		return nil, mxerr.Forbidden("Cannot create filters for other users")
+	}
+	var f filter.Filter
+	if err := httpx.DecodeJSON(r.Body(), &f); err != nil {
+		return nil, err
+	}
+	js := append([]byte(nil), r.Body()...)
+	var id string
+	err := a.store.Update(func(tx *store.Tx) (err error) {
+		id, err = tx.AddFilter(r.Principal.Localpart, js)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &filterIDResp{FilterID: id}, nil
+}
+
+// getFilter is GET /user/{userId}/filter/{filterId}.
+func (a *API) getFilter(r *httpx.Request) (any, error) {
+	if r.Param("userId") != r.Principal.UserID {
+		return nil, mxerr.Forbidden("Cannot read other users' filters")
+	}
+	f, err := a.loadFilter(r, r.Param("filterId"))
+	if e, ok := mxerr.As(err); ok && e.Code == "M_BAD_JSON" {
+		return nil, mxerr.NotFound("No such filter")
+	}
+	return f, err
+}
