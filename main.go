@@ -4,6 +4,7 @@
 //	hearth user create NAME [--admin] [--password-file FILE]
 //	hearth user list
 //	hearth user reset-password NAME [--password-file FILE]
+//	hearth bench --url URL [--users N] [--rooms N] [--messages N] [--concurrency N] [--pid PID] [--json]
 //	hearth version
 //
 // Every flag FOO-BAR may also be set as the environment variable
@@ -30,6 +31,7 @@ import (
 
 	"hearth/server"
 	"hearth/server/accounts"
+	"hearth/server/bench"
 	"hearth/server/mxerr"
 )
 
@@ -57,6 +59,8 @@ func run(args []string) error {
 		return serve(args)
 	case "user":
 		return userCmd(args)
+	case "bench":
+		return benchCmd(args)
 	case "version":
 		fmt.Printf("hearth %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil
@@ -72,6 +76,9 @@ const usage = `usage:
   hearth user create NAME [--admin] [--password-file FILE]
   hearth user list
   hearth user reset-password NAME [--password-file FILE]
+  hearth bench --url URL [--users N] [--rooms N] [--messages N] [--concurrency N]
+               [--pid PID] [--json] [--shared-secret S]
+                               load-test any homeserver (hearth bench --help for flags)
   hearth version
 `
 
@@ -340,4 +347,30 @@ func readPassword(file string) (string, error) {
 		return "", errors.New("the password must not be empty")
 	}
 	return pw, nil
+}
+
+// benchCmd is `hearth bench`: it measures a running homeserver, ours or
+// another, through the Client-Server API and prints one table.
+func benchCmd(args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var cfg bench.Config
+	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8008", "the homeserver's client API base URL")
+	fs.IntVar(&cfg.Users, "users", bench.DefaultUsers, "accounts to register (names are unique per run)")
+	fs.IntVar(&cfg.Rooms, "rooms", bench.DefaultRooms, "rooms to create")
+	fs.IntVar(&cfg.Messages, "messages", bench.DefaultMessages, "messages per send phase")
+	fs.IntVar(&cfg.Concurrency, "concurrency", bench.DefaultConcurrency, "clients sending at once")
+	fs.IntVar(&cfg.PID, "pid", 0, "the server's process ID: sample its RSS and CPU time from /proc")
+	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object instead of the table")
+	fs.StringVar(&cfg.SharedSecret, "shared-secret", "", "register through /_synapse/admin/v1/register with this secret instead of open registration")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
+	}
+	// Ctrl-C stops the run and still prints what was measured.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_, err := bench.Run(ctx, cfg, os.Stdout, os.Stderr)
+	return err
 }

@@ -21,6 +21,7 @@ var layers = map[string]int{
 	"hearth/server/accounts": 1,
 	"hearth/server/pdu":      1,
 	"hearth/server/filter":   1,
+	"hearth/server/bench":    1, // a plain Client-Server API client: imports nothing of Hearth
 	"hearth/server/rooms":    2,
 	"hearth/server/client":   3,
 	"hearth/server/syncapi":  3,

@@ -53,6 +53,10 @@ var (
 	// bucketFilters maps localpart 0x00 filter ID to a client's uploaded
 	// sync filter JSON.
 	bucketFilters = []byte("localpart_filterid_filter")
+	// bucketAccountData maps localpart 0x00 room ID ("" for global) 0x00
+	// type to a JSON AccountData (content and the stream position it
+	// changed at).
+	bucketAccountData = []byte("localpart_roomid_type_accountdata")
 
 	// The room directory.
 
@@ -84,7 +88,7 @@ var allBuckets = [][]byte{
 	bucketMeta, bucketUsers, bucketDevices, bucketAccess, bucketRefresh, bucketRegTokens,
 	bucketEvents, bucketEventIDs, bucketRoomIDs, bucketRooms, bucketRoomStream, bucketRoomTopo,
 	bucketRoomState, bucketSnapshots, bucketMembers, bucketTxnIDs,
-	bucketReports, bucketFilters,
+	bucketReports, bucketFilters, bucketAccountData,
 	bucketAliases, bucketRoomAliases, bucketPublished,
 	bucketRelations, bucketThreads, bucketRedactions, bucketEventTxns,
 }

@@ -94,6 +94,8 @@ var migrations = []func(tx *bolt.Tx) error{
 	createBuckets,
 	// 5 → 6: sync filters.
 	createBuckets,
+	// 6 → 7: account data.
+	createBuckets,
 }
 
 // createBuckets creates every bucket of the current schema that is missing.

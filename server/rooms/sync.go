@@ -58,9 +58,22 @@ type RoomSummary struct {
 
 // JoinedRoom is one room of rooms.join.
 type JoinedRoom struct {
-	Timeline Timeline     `json:"timeline"`
-	State    EventList    `json:"state"`
-	Summary  *RoomSummary `json:"summary,omitempty"`
+	Timeline    Timeline     `json:"timeline"`
+	State       EventList    `json:"state"`
+	AccountData *RawEvents   `json:"account_data,omitempty"`
+	Summary     *RoomSummary `json:"summary,omitempty"`
+}
+
+// RawEvent is an event with only a type and content (account data,
+// ephemeral events).
+type RawEvent struct {
+	Type    string          `json:"type"`
+	Content json.RawMessage `json:"content"`
+}
+
+// RawEvents is a sync section of RawEvents.
+type RawEvents struct {
+	Events []RawEvent `json:"events"`
 }
 
 // LeftRoom is one room of rooms.leave.

@@ -1,7 +1,9 @@
 package syncapi
 
 import (
+	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,16 +33,27 @@ func New(st *store.Store, rs *rooms.Service, n *Notifier) *API {
 
 // Routes is the route table of the spec's "Syncing" and "Filtering".
 func (a *API) Routes() []httpx.Route {
-	return []httpx.Route{
+	return append(a.accountDataRoutes(), []httpx.Route{
 		{Method: "GET", Path: "/v3/sync", Auth: httpx.UserAuth, Handler: httpx.NoBody(a.sync)},
 		{Method: "POST", Path: "/v3/user/{userId}/filter", Auth: httpx.UserAuth, Handler: a.createFilter},
 		{Method: "GET", Path: "/v3/user/{userId}/filter/{filterId}", Auth: httpx.UserAuth, Handler: a.getFilter},
-	}
+	}...)
 }
 
 type syncResp struct {
-	NextBatch string           `json:"next_batch"`
-	Rooms     *rooms.SyncRooms `json:"rooms,omitempty"`
+	NextBatch   string           `json:"next_batch"`
+	Rooms       *rooms.SyncRooms `json:"rooms,omitempty"`
+	AccountData *eventList       `json:"account_data,omitempty"`
+}
+
+// eventList is a sync section of non-room events.
+type eventList struct {
+	Events []accountDataEvent `json:"events"`
+}
+
+type accountDataEvent struct {
+	Type    string          `json:"type"`
+	Content json.RawMessage `json:"content"`
 }
 
 // sync is GET /sync. It answers at once when anything changed since the
@@ -82,17 +95,63 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 			return nil, err
 		}
 		resp := &syncResp{NextBatch: Token{Pos: max(req.Upto, since.Pos)}.String()}
+		if err := a.addAccountData(r, req, rs, resp); err != nil {
+			return nil, err
+		}
 		if !rs.Empty() {
 			resp.Rooms = rs
 		}
 		remaining := time.Until(deadline)
-		if since.Pos == 0 || req.FullState || !rs.Empty() || remaining <= 0 {
+		if since.Pos == 0 || req.FullState || resp.Rooms != nil || resp.AccountData != nil || remaining <= 0 {
 			return resp, nil
 		}
 		if !a.notifier.Wait(r.Context(), req.UserID, req.Upto, remaining) {
 			return resp, nil // timed out (or shutting down) with nothing new
 		}
 	}
+}
+
+// addAccountData adds the account data changed in (Since, Upto]: global
+// to the response, per room to the rooms the user is joined to.
+func (a *API) addAccountData(r *httpx.Request, req *rooms.SyncRequest, rs *rooms.SyncRooms, resp *syncResp) error {
+	var changed []store.AccountData
+	err := a.store.View(func(tx *store.Tx) (err error) {
+		changed, err = tx.AccountDataSince(r.Principal.Localpart, req.Since, req.Upto)
+		return err
+	})
+	if err != nil || len(changed) == 0 {
+		return err
+	}
+	joined, err := a.rooms.JoinedRooms(req.UserID)
+	if err != nil {
+		return err
+	}
+	for _, d := range changed {
+		ev := accountDataEvent{Type: d.Type, Content: d.Content}
+		if d.RoomID == "" {
+			if resp.AccountData == nil {
+				resp.AccountData = &eventList{}
+			}
+			resp.AccountData.Events = append(resp.AccountData.Events, ev)
+			continue
+		}
+		if !slices.Contains(joined, d.RoomID) || !req.RoomAllowed(d.RoomID) {
+			continue
+		}
+		if rs.Join == nil {
+			rs.Join = map[string]*rooms.JoinedRoom{}
+		}
+		jr := rs.Join[d.RoomID]
+		if jr == nil {
+			jr = &rooms.JoinedRoom{Timeline: rooms.Timeline{Events: []*rooms.ClientEvent{}}, State: rooms.EventList{Events: []*rooms.ClientEvent{}}}
+			rs.Join[d.RoomID] = jr
+		}
+		if jr.AccountData == nil {
+			jr.AccountData = &rooms.RawEvents{}
+		}
+		jr.AccountData.Events = append(jr.AccountData.Events, rooms.RawEvent{Type: d.Type, Content: d.Content})
+	}
+	return nil
 }
 
 // loadFilter reads the filter parameter: inline JSON, or the ID of a
