@@ -61,6 +61,7 @@ type JoinedRoom struct {
 	Timeline    Timeline     `json:"timeline"`
 	State       EventList    `json:"state"`
 	AccountData *RawEvents   `json:"account_data,omitempty"`
+	Ephemeral   *RawEvents   `json:"ephemeral,omitempty"`
 	Summary     *RoomSummary `json:"summary,omitempty"`
 }
 

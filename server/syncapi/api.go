@@ -19,16 +19,23 @@ import (
 // forever.
 const maxTimeout = 5 * time.Minute
 
-// API serves /sync and the filter endpoints.
+// API serves /sync and the endpoints whose changes it delivers.
 type API struct {
 	store    *store.Store
 	rooms    *rooms.Service
 	notifier *Notifier
+	typing   *Typing
 }
 
 // New returns the sync API.
 func New(st *store.Store, rs *rooms.Service, n *Notifier) *API {
-	return &API{store: st, rooms: rs, notifier: n}
+	a := &API{store: st, rooms: rs, notifier: n}
+	a.typing = NewTyping(func(roomID string) {
+		if members, err := rs.MemberIDs(roomID); err == nil {
+			n.Wake(members)
+		}
+	})
+	return a
 }
 
 // Routes is the route table of the spec's "Syncing" and "Filtering".
@@ -37,6 +44,7 @@ func (a *API) Routes() []httpx.Route {
 		{Method: "GET", Path: "/v3/sync", Auth: httpx.UserAuth, Handler: httpx.NoBody(a.sync)},
 		{Method: "POST", Path: "/v3/user/{userId}/filter", Auth: httpx.UserAuth, Handler: a.createFilter},
 		{Method: "GET", Path: "/v3/user/{userId}/filter/{filterId}", Auth: httpx.UserAuth, Handler: a.getFilter},
+		{Method: "PUT", Path: "/v3/rooms/{roomId}/typing/{userId}", Auth: httpx.UserAuth, Handler: httpx.JSON(a.putTyping)},
 	}...)
 }
 
@@ -89,13 +97,18 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 	}
 	deadline := time.Now().Add(timeout)
 	for {
+		gen := a.notifier.Gen(req.UserID)
 		req.Upto = a.notifier.Latest()
+		typingSerial := a.typing.Serial()
 		rs, err := a.rooms.Sync(req)
 		if err != nil {
 			return nil, err
 		}
-		resp := &syncResp{NextBatch: Token{Pos: max(req.Upto, since.Pos)}.String()}
+		resp := &syncResp{NextBatch: Token{Pos: max(req.Upto, since.Pos), Typing: typingSerial}.String()}
 		if err := a.addAccountData(r, req, rs, resp); err != nil {
+			return nil, err
+		}
+		if err := a.addTyping(req, since.Typing, rs); err != nil {
 			return nil, err
 		}
 		if !rs.Empty() {
@@ -105,7 +118,7 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 		if since.Pos == 0 || req.FullState || resp.Rooms != nil || resp.AccountData != nil || remaining <= 0 {
 			return resp, nil
 		}
-		if !a.notifier.Wait(r.Context(), req.UserID, req.Upto, remaining) {
+		if !a.notifier.Wait(r.Context(), req.UserID, gen, remaining) {
 			return resp, nil // timed out (or shutting down) with nothing new
 		}
 	}
@@ -138,20 +151,48 @@ func (a *API) addAccountData(r *httpx.Request, req *rooms.SyncRequest, rs *rooms
 		if !slices.Contains(joined, d.RoomID) || !req.RoomAllowed(d.RoomID) {
 			continue
 		}
-		if rs.Join == nil {
-			rs.Join = map[string]*rooms.JoinedRoom{}
-		}
-		jr := rs.Join[d.RoomID]
-		if jr == nil {
-			jr = &rooms.JoinedRoom{Timeline: rooms.Timeline{Events: []*rooms.ClientEvent{}}, State: rooms.EventList{Events: []*rooms.ClientEvent{}}}
-			rs.Join[d.RoomID] = jr
-		}
+		jr := joinedRoom(rs, d.RoomID)
 		if jr.AccountData == nil {
 			jr.AccountData = &rooms.RawEvents{}
 		}
 		jr.AccountData.Events = append(jr.AccountData.Events, rooms.RawEvent{Type: d.Type, Content: d.Content})
 	}
 	return nil
+}
+
+// addTyping adds m.typing to the joined rooms whose typing users changed
+// since the token's typing serial.
+func (a *API) addTyping(req *rooms.SyncRequest, since uint64, rs *rooms.SyncRooms) error {
+	joined, err := a.rooms.JoinedRooms(req.UserID)
+	if err != nil {
+		return err
+	}
+	for _, roomID := range joined {
+		users, changed := a.typing.Changed(roomID, since)
+		if !changed || !req.RoomAllowed(roomID) {
+			continue
+		}
+		jr := joinedRoom(rs, roomID)
+		if jr.Ephemeral == nil {
+			jr.Ephemeral = &rooms.RawEvents{}
+		}
+		jr.Ephemeral.Events = append(jr.Ephemeral.Events, rooms.RawEvent{Type: "m.typing", Content: typingEvent(users)})
+	}
+	return nil
+}
+
+// joinedRoom returns the sync entry of a joined room, adding an empty one
+// for a room with only ephemeral or account data changes.
+func joinedRoom(rs *rooms.SyncRooms, roomID string) *rooms.JoinedRoom {
+	if rs.Join == nil {
+		rs.Join = map[string]*rooms.JoinedRoom{}
+	}
+	jr := rs.Join[roomID]
+	if jr == nil {
+		jr = &rooms.JoinedRoom{Timeline: rooms.Timeline{Events: []*rooms.ClientEvent{}}, State: rooms.EventList{Events: []*rooms.ClientEvent{}}}
+		rs.Join[roomID] = jr
+	}
+	return jr
 }
 
 // loadFilter reads the filter parameter: inline JSON, or the ID of a

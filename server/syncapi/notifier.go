@@ -10,8 +10,9 @@ import (
 )
 
 // Notifier wakes long-polling syncs when something that concerns their
-// user has become durable. Waiting costs a channel and a goroutine, never
-// a polling loop.
+// user has happened: a durable event or change at a stream position, or
+// an in-memory one such as typing. Waiting costs a channel and a
+// goroutine, never a polling loop.
 type Notifier struct {
 	mu     sync.Mutex // guards latest and users
 	latest uint64
@@ -19,8 +20,8 @@ type Notifier struct {
 }
 
 type userSignal struct {
-	pos uint64        // newest position that concerned the user
-	ch  chan struct{} // closed (and replaced) when pos moves
+	gen uint64        // counts the wake-ups that concerned the user
+	ch  chan struct{} // closed (and replaced) at each wake-up
 }
 
 // NewNotifier returns a notifier that starts at position latest.
@@ -41,30 +42,52 @@ func (n *Notifier) Notify(pos uint64, users []string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.latest = max(n.latest, pos)
+	n.wakeLocked(users)
+}
+
+// Wake wakes users' syncs for a change that has no stream position.
+func (n *Notifier) Wake(users []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.wakeLocked(users)
+}
+
+func (n *Notifier) wakeLocked(users []string) {
 	for _, u := range users {
 		sig := n.users[u]
 		if sig == nil {
-			// Nobody waits: remember the position so that a sync that
-			// computed its answer before this and then waits returns at once.
-			n.users[u] = &userSignal{pos: pos, ch: make(chan struct{})}
-			continue
+			continue // nobody has synced: nothing to wake or to remember
 		}
-		sig.pos = max(sig.pos, pos)
+		sig.gen++
 		close(sig.ch)
 		sig.ch = make(chan struct{})
 	}
 }
 
-// Wait blocks until something after since concerns userID, the timeout
-// passes or ctx ends. It reports whether it was woken.
-func (n *Notifier) Wait(ctx context.Context, userID string, since uint64, timeout time.Duration) bool {
+// Gen returns userID's wake-up count. A sync reads it before it computes
+// its answer and waits with it, so that nothing happening in between is
+// missed.
+func (n *Notifier) Gen(userID string) uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	sig := n.users[userID]
+	if sig == nil {
+		sig = &userSignal{ch: make(chan struct{})}
+		n.users[userID] = sig
+	}
+	return sig.gen
+}
+
+// Wait blocks until userID is woken after gen, the timeout passes or ctx
+// ends. It reports whether it was woken.
+func (n *Notifier) Wait(ctx context.Context, userID string, gen uint64, timeout time.Duration) bool {
 	n.mu.Lock()
 	sig := n.users[userID]
 	if sig == nil {
 		sig = &userSignal{ch: make(chan struct{})}
 		n.users[userID] = sig
 	}
-	if sig.pos > since {
+	if sig.gen != gen {
 		n.mu.Unlock()
 		return true
 	}
