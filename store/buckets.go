@@ -57,6 +57,9 @@ var (
 	// type to a JSON AccountData (content and the stream position it
 	// changed at).
 	bucketAccountData = []byte("localpart_roomid_type_accountdata")
+	// bucketReceipts maps room NID, user ID 0x00 receipt type 0x00 thread
+	// ID to a JSON Receipt.
+	bucketReceipts = []byte("roomnid_userid_type_thread_receipt")
 
 	// The room directory.
 
@@ -88,7 +91,7 @@ var allBuckets = [][]byte{
 	bucketMeta, bucketUsers, bucketDevices, bucketAccess, bucketRefresh, bucketRegTokens,
 	bucketEvents, bucketEventIDs, bucketRoomIDs, bucketRooms, bucketRoomStream, bucketRoomTopo,
 	bucketRoomState, bucketSnapshots, bucketMembers, bucketTxnIDs,
-	bucketReports, bucketFilters, bucketAccountData,
+	bucketReports, bucketFilters, bucketAccountData, bucketReceipts,
 	bucketAliases, bucketRoomAliases, bucketPublished,
 	bucketRelations, bucketThreads, bucketRedactions, bucketEventTxns,
 }

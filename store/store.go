@@ -96,6 +96,8 @@ var migrations = []func(tx *bolt.Tx) error{
 	createBuckets,
 	// 6 → 7: account data.
 	createBuckets,
+	// 7 → 8: receipts.
+	createBuckets,
 }
 
 // createBuckets creates every bucket of the current schema that is missing.

@@ -31,6 +31,10 @@ type Service struct {
 	locks map[string]*sync.Mutex // one writer per room
 	heads *headCache             // the parsed events the writers build on
 
+	// Unread counts unread notifications for sync; the push rules replace
+	// the default.
+	Unread UnreadCounter
+
 	// OnAppend, when set, is called after events are durable, with the
 	// newest position and the rooms they are in. Sync wakes its waiters
 	// from it.
@@ -39,7 +43,7 @@ type Service struct {
 
 // New returns the room service.
 func New(st *store.Store, signer pdu.Signer, log *slog.Logger) *Service {
-	return &Service{store: st, signer: signer, serverName: signer.ServerName, log: log, now: time.Now, locks: map[string]*sync.Mutex{}, heads: newHeadCache()}
+	return &Service{store: st, signer: signer, serverName: signer.ServerName, log: log, now: time.Now, locks: map[string]*sync.Mutex{}, heads: newHeadCache(), Unread: messageCounter{}}
 }
 
 // lockRoom serialises writers of one room; rooms never wait on each other.

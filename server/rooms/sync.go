@@ -62,7 +62,14 @@ type JoinedRoom struct {
 	State       EventList    `json:"state"`
 	AccountData *RawEvents   `json:"account_data,omitempty"`
 	Ephemeral   *RawEvents   `json:"ephemeral,omitempty"`
+	Unread      *Unread      `json:"unread_notifications,omitempty"`
 	Summary     *RoomSummary `json:"summary,omitempty"`
+}
+
+// Unread is a joined room's unread notification counts.
+type Unread struct {
+	Highlights    int `json:"highlight_count"`
+	Notifications int `json:"notification_count"`
 }
 
 // RawEvent is an event with only a type and content (account data,
@@ -187,7 +194,11 @@ func (s *Service) syncJoined(tx *store.Tx, req *SyncRequest, room *store.Room, j
 	if joinedSince {
 		since = 0 // new to the client: everything, as on an initial sync
 	}
-	if since != 0 && !req.FullState && !tx.RoomActiveSince(room.NID, since, req.Upto) {
+	receipt, err := receiptEvent(tx, room, req.UserID, since, req.Upto)
+	if err != nil {
+		return nil, err
+	}
+	if since != 0 && !req.FullState && receipt == nil && !tx.RoomActiveSince(room.NID, since, req.Upto) {
 		return nil, nil
 	}
 	v, err := s.viewFor(tx, req.UserID, room.RoomID)
@@ -207,6 +218,13 @@ func (s *Service) syncJoined(tx *store.Tx, req *SyncRequest, room *store.Room, j
 		if jr.Summary, err = s.summary(tx, room, req.UserID); err != nil {
 			return nil, err
 		}
+	}
+	if receipt != nil {
+		jr.Ephemeral = &RawEvents{Events: []RawEvent{*receipt}}
+	}
+	jr.Unread = &Unread{}
+	if jr.Unread.Notifications, jr.Unread.Highlights, err = s.Unread.Unread(tx, room, req.UserID, req.Upto); err != nil {
+		return nil, err
 	}
 	return jr, nil
 }

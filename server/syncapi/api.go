@@ -45,6 +45,8 @@ func (a *API) Routes() []httpx.Route {
 		{Method: "POST", Path: "/v3/user/{userId}/filter", Auth: httpx.UserAuth, Handler: a.createFilter},
 		{Method: "GET", Path: "/v3/user/{userId}/filter/{filterId}", Auth: httpx.UserAuth, Handler: a.getFilter},
 		{Method: "PUT", Path: "/v3/rooms/{roomId}/typing/{userId}", Auth: httpx.UserAuth, Handler: httpx.JSON(a.putTyping)},
+		{Method: "POST", Path: "/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}", Auth: httpx.UserAuth, Handler: httpx.JSON(a.postReceipt)},
+		{Method: "POST", Path: "/v3/rooms/{roomId}/read_markers", Auth: httpx.UserAuth, Handler: httpx.JSON(a.postReadMarkers)},
 	}...)
 }
 
