@@ -60,6 +60,9 @@ var (
 	// bucketReceipts maps room NID, user ID 0x00 receipt type 0x00 thread
 	// ID to a JSON Receipt.
 	bucketReceipts = []byte("roomnid_userid_type_thread_receipt")
+	// bucketToDevice maps localpart 0x00 device ID 0x00 pos to a JSON
+	// ToDevice message waiting for that device.
+	bucketToDevice = []byte("localpart_deviceid_pos_todevice")
 
 	// The room directory.
 
@@ -91,7 +94,7 @@ var allBuckets = [][]byte{
 	bucketMeta, bucketUsers, bucketDevices, bucketAccess, bucketRefresh, bucketRegTokens,
 	bucketEvents, bucketEventIDs, bucketRoomIDs, bucketRooms, bucketRoomStream, bucketRoomTopo,
 	bucketRoomState, bucketSnapshots, bucketMembers, bucketTxnIDs,
-	bucketReports, bucketFilters, bucketAccountData, bucketReceipts,
+	bucketReports, bucketFilters, bucketAccountData, bucketReceipts, bucketToDevice,
 	bucketAliases, bucketRoomAliases, bucketPublished,
 	bucketRelations, bucketThreads, bucketRedactions, bucketEventTxns,
 }

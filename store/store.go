@@ -98,6 +98,8 @@ var migrations = []func(tx *bolt.Tx) error{
 	createBuckets,
 	// 7 → 8: receipts.
 	createBuckets,
+	// 8 → 9: to-device messages.
+	createBuckets,
 }
 
 // createBuckets creates every bucket of the current schema that is missing.

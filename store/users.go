@@ -138,6 +138,9 @@ func (tx *Tx) DeleteDevice(localpart, deviceID string) error {
 	if err := tx.revokeTokens(d); err != nil {
 		return err
 	}
+	if _, err := tx.AckToDevice(localpart, deviceID, ^uint64(0)); err != nil {
+		return err // messages for a device that is gone would wait forever
+	}
 	return tx.btx.Bucket(bucketDevices).Delete(deviceKey(localpart, deviceID))
 }
 

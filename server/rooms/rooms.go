@@ -46,6 +46,9 @@ func New(st *store.Store, signer pdu.Signer, log *slog.Logger) *Service {
 	return &Service{store: st, signer: signer, serverName: signer.ServerName, log: log, now: time.Now, locks: map[string]*sync.Mutex{}, heads: newHeadCache(), Unread: messageCounter{}}
 }
 
+// ServerName returns the name of this server.
+func (s *Service) ServerName() string { return s.serverName }
+
 // lockRoom serialises writers of one room; rooms never wait on each other.
 func (s *Service) lockRoom(roomID string) func() {
 	s.mu.Lock()

@@ -47,6 +47,7 @@ func (a *API) Routes() []httpx.Route {
 		{Method: "PUT", Path: "/v3/rooms/{roomId}/typing/{userId}", Auth: httpx.UserAuth, Handler: httpx.JSON(a.putTyping)},
 		{Method: "POST", Path: "/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}", Auth: httpx.UserAuth, Handler: httpx.JSON(a.postReceipt)},
 		{Method: "POST", Path: "/v3/rooms/{roomId}/read_markers", Auth: httpx.UserAuth, Handler: httpx.JSON(a.postReadMarkers)},
+		{Method: "PUT", Path: "/v3/sendToDevice/{eventType}/{txnId}", Auth: httpx.UserAuth, Handler: httpx.JSON(a.sendToDevice)},
 	}...)
 }
 
@@ -54,6 +55,7 @@ type syncResp struct {
 	NextBatch   string           `json:"next_batch"`
 	Rooms       *rooms.SyncRooms `json:"rooms,omitempty"`
 	AccountData *eventList       `json:"account_data,omitempty"`
+	ToDevice    *toDeviceList    `json:"to_device,omitempty"`
 }
 
 // eventList is a sync section of non-room events.
@@ -79,9 +81,10 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 		timeout = min(time.Duration(ms)*time.Millisecond, maxTimeout)
 	}
 	var since Token
-	if v := r.Query("since"); v != "" {
+	initial := r.Query("since") == ""
+	if !initial {
 		var err error
-		if since, err = ParseToken(v, a.notifier.Latest()); err != nil {
+		if since, err = ParseToken(r.Query("since"), a.notifier.Latest()); err != nil {
 			return nil, err
 		}
 	}
@@ -96,6 +99,11 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 	if f.Room != nil {
 		req.Timeline, req.IncludeLeave = f.Room.Timeline, f.Room.IncludeLeave
 		req.LazyMembers = f.Room.State != nil && f.Room.State.LazyLoadMembers
+	}
+	if !initial {
+		if err := a.ackToDevice(r.Principal, since.Pos); err != nil {
+			return nil, err
+		}
 	}
 	deadline := time.Now().Add(timeout)
 	for {
@@ -113,11 +121,14 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 		if err := a.addTyping(req, since.Typing, rs); err != nil {
 			return nil, err
 		}
+		if resp.ToDevice, err = a.pendingToDevice(r.Principal, since.Pos, req.Upto); err != nil {
+			return nil, err
+		}
 		if !rs.Empty() {
 			resp.Rooms = rs
 		}
 		remaining := time.Until(deadline)
-		if since.Pos == 0 || req.FullState || resp.Rooms != nil || resp.AccountData != nil || remaining <= 0 {
+		if initial || req.FullState || resp.Rooms != nil || resp.AccountData != nil || resp.ToDevice != nil || remaining <= 0 {
 			return resp, nil
 		}
 		if !a.notifier.Wait(r.Context(), req.UserID, gen, remaining) {
