@@ -128,6 +128,7 @@ func serve(args []string) error {
 	openReg := fs.Bool("open-registration", false, "let anyone register (m.login.dummy); otherwise registration needs a token")
 	secret := fs.String("registration-shared-secret", "", "enable Synapse's shared-secret registration API with this secret")
 	noRate := fs.Bool("no-rate-limit", false, "turn rate limiting off (for test suites)")
+	noPresence := fs.Bool("no-presence", false, "turn presence off: nobody is shown online")
 	complement := fs.Bool("complement", false, "run as Complement's homeserver image expects (SERVER_NAME, 0.0.0.0:8008, open registration)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -138,7 +139,7 @@ func serve(args []string) error {
 	}
 	cfg := server.Config{
 		DataDir: c.data, ServerName: c.serverName, HTTPAddr: *httpAddr, PublicURL: strings.TrimRight(*publicURL, "/"),
-		OpenRegistration: *openReg, RegistrationSharedSecret: *secret, NoRateLimit: *noRate,
+		OpenRegistration: *openReg, RegistrationSharedSecret: *secret, NoRateLimit: *noRate, NoPresence: *noPresence,
 		Version: version, Log: log,
 	}
 	if *complement {

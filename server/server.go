@@ -37,6 +37,7 @@ type Config struct {
 	OpenRegistration         bool
 	RegistrationSharedSecret string // enables /_synapse/admin/v1/register
 	NoRateLimit              bool
+	NoPresence               bool // presence off: everyone shows offline
 	Argon2                   accounts.Argon2Params
 	AccessTokenLifetime      time.Duration // of refreshable tokens; 0 for the default
 	Version                  string
@@ -100,7 +101,7 @@ func Open(cfg Config) (*Server, error) {
 	s.rooms.OnAppend = s.notifyAppend
 	api := client.New(s.accounts, s.rooms, client.Config{PublicURL: cfg.PublicURL, NoRateLimit: cfg.NoRateLimit})
 	mux.Handle("/_matrix/client", api.Routes())
-	mux.Handle("/_matrix/client", syncapi.New(st, s.rooms, s.notifier).Routes())
+	mux.Handle("/_matrix/client", syncapi.New(st, s.rooms, s.notifier, !cfg.NoPresence).Routes())
 	mux.Handle("", api.WellKnownRoutes())
 	mux.Handle("/_synapse/admin", admin.New(s.accounts, cfg.RegistrationSharedSecret).Routes())
 	s.httpSrv = httpx.NewServer(mux, s.authenticate, cfg.Log, httpx.DefaultMaxBody)

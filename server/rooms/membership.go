@@ -216,3 +216,39 @@ func (s *Service) currentMemberContent(userID, roomID string) (map[string]any, e
 	})
 	return content, err
 }
+
+// SharedUsers returns everyone joined to a room userID is joined to
+// (themself excluded): whose presence they see.
+func (s *Service) SharedUsers(userID string) ([]string, error) {
+	seen := map[string]bool{}
+	err := s.store.View(func(tx *store.Tx) error {
+		ms, err := tx.Memberships(userID)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if m.Membership != "join" {
+				continue
+			}
+			room, err := tx.RoomByNID(m.RoomNID)
+			if err != nil {
+				return err
+			}
+			members, err := s.joinedMembers(tx, room)
+			if err != nil {
+				return err
+			}
+			for _, u := range members {
+				if u != userID {
+					seen[u] = true
+				}
+			}
+		}
+		return nil
+	})
+	out := make([]string, 0, len(seen))
+	for u := range seen {
+		out = append(out, u)
+	}
+	return out, err
+}

@@ -34,6 +34,7 @@ type Options struct {
 	RealArgon2          bool   // use the production argon2id parameters
 	DataDir             string // reuse a data directory; "" for a new temporary one
 	ServerName          string // default "localhost"
+	NoPresence          bool
 }
 
 // Server is a running test server.
@@ -70,7 +71,7 @@ func (s *Server) start(t testing.TB) {
 		DataDir: s.opts.DataDir, ServerName: s.opts.ServerName, HTTPAddr: "127.0.0.1:0",
 		PublicURL: s.opts.PublicURL, OpenRegistration: !s.opts.ClosedRegistration,
 		RegistrationSharedSecret: s.opts.SharedSecret, NoRateLimit: !s.opts.RateLimit,
-		Argon2: argon, AccessTokenLifetime: s.opts.AccessTokenLifetime, Log: testLogger(),
+		Argon2: argon, AccessTokenLifetime: s.opts.AccessTokenLifetime, Log: testLogger(), NoPresence: s.opts.NoPresence,
 	})
 	if err != nil {
 		t.Fatalf("open server: %v", err)

@@ -25,14 +25,20 @@ type API struct {
 	rooms    *rooms.Service
 	notifier *Notifier
 	typing   *Typing
+	presence *Presence
 }
 
-// New returns the sync API.
-func New(st *store.Store, rs *rooms.Service, n *Notifier) *API {
+// New returns the sync API; presence can be turned off by the operator.
+func New(st *store.Store, rs *rooms.Service, n *Notifier, presence bool) *API {
 	a := &API{store: st, rooms: rs, notifier: n}
 	a.typing = NewTyping(func(roomID string) {
 		if members, err := rs.MemberIDs(roomID); err == nil {
 			n.Wake(members)
+		}
+	})
+	a.presence = NewPresence(presence, func(userID string) {
+		if peers, err := rs.SharedUsers(userID); err == nil {
+			n.Wake(append(peers, userID))
 		}
 	})
 	return a
@@ -48,6 +54,8 @@ func (a *API) Routes() []httpx.Route {
 		{Method: "POST", Path: "/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}", Auth: httpx.UserAuth, Handler: httpx.JSON(a.postReceipt)},
 		{Method: "POST", Path: "/v3/rooms/{roomId}/read_markers", Auth: httpx.UserAuth, Handler: httpx.JSON(a.postReadMarkers)},
 		{Method: "PUT", Path: "/v3/sendToDevice/{eventType}/{txnId}", Auth: httpx.UserAuth, Handler: httpx.JSON(a.sendToDevice)},
+		{Method: "GET", Path: "/v3/presence/{userId}/status", Auth: httpx.UserAuth, Handler: httpx.NoBody(a.getPresence)},
+		{Method: "PUT", Path: "/v3/presence/{userId}/status", Auth: httpx.UserAuth, Handler: httpx.JSON(a.putPresence)},
 	}...)
 }
 
@@ -56,6 +64,7 @@ type syncResp struct {
 	Rooms       *rooms.SyncRooms `json:"rooms,omitempty"`
 	AccountData *eventList       `json:"account_data,omitempty"`
 	ToDevice    *toDeviceList    `json:"to_device,omitempty"`
+	Presence    *presenceList    `json:"presence,omitempty"`
 }
 
 // eventList is a sync section of non-room events.
@@ -100,6 +109,16 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 		req.Timeline, req.IncludeLeave = f.Room.Timeline, f.Room.IncludeLeave
 		req.LazyMembers = f.Room.State != nil && f.Room.State.LazyLoadMembers
 	}
+	switch sp := r.Query("set_presence"); sp {
+	case "", "online":
+		a.presence.Set(r.Principal.UserID, "online", nil, true)
+	case "unavailable":
+		a.presence.Set(r.Principal.UserID, "unavailable", nil, true)
+	case "offline":
+		// The client does not want to be shown online: no change.
+	default:
+		return nil, mxerr.InvalidParam("set_presence must be online, offline or unavailable")
+	}
 	if !initial {
 		if err := a.ackToDevice(r.Principal, since.Pos); err != nil {
 			return nil, err
@@ -109,12 +128,12 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 	for {
 		gen := a.notifier.Gen(req.UserID)
 		req.Upto = a.notifier.Latest()
-		typingSerial := a.typing.Serial()
+		typingSerial, presenceSerial := a.typing.Serial(), a.presence.Serial()
 		rs, err := a.rooms.Sync(req)
 		if err != nil {
 			return nil, err
 		}
-		resp := &syncResp{NextBatch: Token{Pos: max(req.Upto, since.Pos), Typing: typingSerial}.String()}
+		resp := &syncResp{NextBatch: Token{Pos: max(req.Upto, since.Pos), Typing: typingSerial, Presence: presenceSerial}.String()}
 		if err := a.addAccountData(r, req, rs, resp); err != nil {
 			return nil, err
 		}
@@ -124,11 +143,14 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 		if resp.ToDevice, err = a.pendingToDevice(r.Principal, since.Pos, req.Upto); err != nil {
 			return nil, err
 		}
+		if resp.Presence, err = a.presenceSince(req.UserID, since.Presence); err != nil {
+			return nil, err
+		}
 		if !rs.Empty() {
 			resp.Rooms = rs
 		}
 		remaining := time.Until(deadline)
-		if initial || req.FullState || resp.Rooms != nil || resp.AccountData != nil || resp.ToDevice != nil || remaining <= 0 {
+		if initial || req.FullState || resp.Rooms != nil || resp.AccountData != nil || resp.ToDevice != nil || resp.Presence != nil || remaining <= 0 {
 			return resp, nil
 		}
 		if !a.notifier.Wait(r.Context(), req.UserID, gen, remaining) {

@@ -61,7 +61,7 @@ func TestParseToken(t *testing.T) {
 			t.Errorf("ParseToken(%q) = %+v, %v", tc.in, tok, err)
 		}
 	}
-	if s := (Token{Pos: 3, Typing: 4}).String(); s != "s3_4" {
+	if s := (Token{Pos: 3, Typing: 4, Presence: 5}).String(); s != "s3_4_5" {
 		t.Errorf("String: %s", s)
 	}
 }

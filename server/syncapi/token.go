@@ -7,19 +7,21 @@ import (
 	"hearth/server/mxerr"
 )
 
-// Token is a sync token. Its text is "s<pos>_<typing>": everything the
-// client has been sent up to global stream position pos (events, state,
-// memberships, account data, receipts: every durable stream shares the
-// one position), and typing notifications up to the in-memory typing
-// serial. Parts after these are ignored, so later streams can extend it.
+// Token is a sync token. Its text is "s<pos>_<typing>_<presence>":
+// everything the client has been sent up to global stream position pos
+// (events, state, memberships, account data, receipts, to-device
+// messages: every durable stream shares the one position), and typing and
+// presence up to their in-memory serials. Missing parts count as 0 and
+// parts after these are ignored, so streams can be added.
 type Token struct {
-	Pos    uint64
-	Typing uint64
+	Pos      uint64
+	Typing   uint64
+	Presence uint64
 }
 
 // String returns the token's text.
 func (t Token) String() string {
-	return "s" + strconv.FormatUint(t.Pos, 10) + "_" + strconv.FormatUint(t.Typing, 10)
+	return "s" + strconv.FormatUint(t.Pos, 10) + "_" + strconv.FormatUint(t.Typing, 10) + "_" + strconv.FormatUint(t.Presence, 10)
 }
 
 // ParseToken reads a token; latest is the newest position there is, and a
@@ -36,9 +38,11 @@ func ParseToken(s string, latest uint64) (Token, error) {
 		return Token{}, mxerr.InvalidParam("Sync token is from the future")
 	}
 	t := Token{Pos: pos}
-	if len(parts) > 1 {
-		if t.Typing, err = strconv.ParseUint(parts[1], 10, 64); err != nil {
-			return Token{}, mxerr.InvalidParam("Invalid sync token")
+	for i, into := range []*uint64{&t.Typing, &t.Presence} {
+		if len(parts) > i+1 {
+			if *into, err = strconv.ParseUint(parts[i+1], 10, 64); err != nil {
+				return Token{}, mxerr.InvalidParam("Invalid sync token")
+			}
 		}
 	}
 	return t, nil
