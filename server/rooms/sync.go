@@ -22,6 +22,10 @@ type SyncRequest struct {
 	IncludeLeave     bool              // left rooms on an initial sync too
 	LazyMembers      bool              // state: only the members the timeline needs
 	RoomAllowed      func(roomID string) bool
+	// Ignored are the users in the user's m.ignored_user_list: their
+	// non-state events and their invites are not sent (spec: "Ignoring
+	// Users").
+	Ignored map[string]bool
 }
 
 // SyncRooms is the "rooms" section of a sync response.
@@ -150,6 +154,11 @@ func (s *Service) Sync(req *SyncRequest) (*SyncRooms, error) {
 				if !changed && req.Since != 0 {
 					continue
 				}
+				if m.Membership == "invite" && len(req.Ignored) > 0 {
+					if inv, err := s.eventAt(tx, room.Version, m.Pos); err == nil && req.Ignored[inv.Sender()] {
+						continue
+					}
+				}
 				list, err := s.strippedState(tx, room, m.Pos)
 				if err != nil {
 					return err
@@ -270,7 +279,7 @@ func (s *Service) syncTimeline(tx *store.Tx, v *view, req *SyncRequest, room *st
 		if err != nil {
 			return nil, nil, err
 		}
-		if !req.Timeline.Match(ce.RoomID, ce.Type, ce.Sender, ce.Content) {
+		if !req.Timeline.Match(ce.RoomID, ce.Type, ce.Sender, ce.Content) || ce.StateKey == nil && req.Ignored[ce.Sender] {
 			continue
 		}
 		if first == nil {

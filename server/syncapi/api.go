@@ -126,6 +126,9 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 	}
 	deadline := time.Now().Add(timeout)
 	for {
+		if req.Ignored, err = a.ignored(r.Principal.Localpart); err != nil {
+			return nil, err
+		}
 		gen := a.notifier.Gen(req.UserID)
 		req.Upto = a.notifier.Latest()
 		typingSerial, presenceSerial := a.typing.Serial(), a.presence.Serial()
@@ -214,6 +217,31 @@ func (a *API) addTyping(req *rooms.SyncRequest, since uint64, rs *rooms.SyncRoom
 		jr.Ephemeral.Events = append(jr.Ephemeral.Events, rooms.RawEvent{Type: "m.typing", Content: typingEvent(users)})
 	}
 	return nil
+}
+
+// ignored reads the user's m.ignored_user_list.
+func (a *API) ignored(localpart string) (map[string]bool, error) {
+	var list struct {
+		IgnoredUsers map[string]json.RawMessage `json:"ignored_users"`
+	}
+	err := a.store.View(func(tx *store.Tx) error {
+		d, err := tx.GetAccountData(localpart, "", "m.ignored_user_list")
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err == nil {
+			_ = json.Unmarshal(d.Content, &list)
+		}
+		return err
+	})
+	if err != nil || len(list.IgnoredUsers) == 0 {
+		return nil, err
+	}
+	out := make(map[string]bool, len(list.IgnoredUsers))
+	for u := range list.IgnoredUsers {
+		out[u] = true
+	}
+	return out, nil
 }
 
 // joinedRoom returns the sync entry of a joined room, adding an empty one
