@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 
 	"hearth/server/filter"
 	"hearth/server/pdu"
@@ -22,6 +23,10 @@ type SyncRequest struct {
 	IncludeLeave     bool              // left rooms on an initial sync too
 	LazyMembers      bool              // state: only the members the timeline needs
 	RoomAllowed      func(roomID string) bool
+	// Sent remembers which member events this device was already sent,
+	// so lazy loading sends each once per connection (unless the filter
+	// wants redundant members); nil sends them every time.
+	Sent *MemberCache
 	// Ignored are the users in the user's m.ignored_user_list: their
 	// non-state events and their invites are not sent (spec: "Ignoring
 	// Users").
@@ -317,11 +322,12 @@ func (s *Service) syncState(tx *store.Tx, v *view, req *SyncRequest, room *store
 		return nil, err
 	}
 	var before map[store.StateKey]uint64
+	onlyLazy := false // nothing but lazy-loaded members
 	switch {
 	case since == 0 || req.FullState:
 		before = nil // everything
 	case !tl.Limited:
-		return []*ClientEvent{}, nil // the timeline holds every change
+		onlyLazy = true // the timeline holds every change
 	default:
 		last, err := tx.LastRoomEvent(room.NID, since)
 		if err == nil {
@@ -338,6 +344,9 @@ func (s *Service) syncState(tx *store.Tx, v *view, req *SyncRequest, room *store
 			}
 		}
 	}
+	if onlyLazy && !req.LazyMembers {
+		return []*ClientEvent{}, nil
+	}
 	needed := map[string]bool{}
 	if req.LazyMembers {
 		for _, ce := range tl.Events {
@@ -347,10 +356,13 @@ func (s *Service) syncState(tx *store.Tx, v *view, req *SyncRequest, room *store
 	}
 	out := []*ClientEvent{}
 	for sk, pos := range atStart {
-		if before != nil && before[sk] == pos {
-			continue
-		}
-		if req.LazyMembers && sk.Type == "m.room.member" && !needed[sk.Key] {
+		if req.LazyMembers && sk.Type == "m.room.member" {
+			// The timeline's senders, whether or not they changed, unless
+			// this connection already has that member event.
+			if !needed[sk.Key] || req.Sent.Seen(room.RoomID, sk.Key, pos) {
+				continue
+			}
+		} else if onlyLazy || before != nil && before[sk] == pos {
 			continue
 		}
 		rec, err := tx.Event(pos)
@@ -450,4 +462,36 @@ func (s *Service) strippedState(tx *store.Tx, room *store.Room, memberPos uint64
 		}
 	}
 	return list, add(memberPos)
+}
+
+// MemberCache remembers, for one device's sync connection, which member
+// event of each room member it was sent.
+type MemberCache struct {
+	mu   sync.Mutex                   // guards sent
+	sent map[string]map[string]uint64 // room → user → member event position
+}
+
+// NewMemberCache returns an empty cache.
+func NewMemberCache() *MemberCache {
+	return &MemberCache{sent: map[string]map[string]uint64{}}
+}
+
+// Seen reports whether this member event was already sent, and records
+// it as sent. A nil cache has seen nothing.
+func (c *MemberCache) Seen(roomID, userID string, pos uint64) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	room := c.sent[roomID]
+	if room == nil {
+		room = map[string]uint64{}
+		c.sent[roomID] = room
+	}
+	if room[userID] == pos {
+		return true
+	}
+	room[userID] = pos
+	return false
 }

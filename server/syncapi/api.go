@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"hearth/server/filter"
@@ -26,11 +27,14 @@ type API struct {
 	notifier *Notifier
 	typing   *Typing
 	presence *Presence
+
+	mu      sync.Mutex                    // guards members
+	members map[string]*rooms.MemberCache // by user and device: lazy-loaded members sent
 }
 
 // New returns the sync API; presence can be turned off by the operator.
 func New(st *store.Store, rs *rooms.Service, n *Notifier, presence bool) *API {
-	a := &API{store: st, rooms: rs, notifier: n}
+	a := &API{store: st, rooms: rs, notifier: n, members: map[string]*rooms.MemberCache{}}
 	a.typing = NewTyping(func(roomID string) {
 		if members, err := rs.MemberIDs(roomID); err == nil {
 			n.Wake(members)
@@ -108,6 +112,9 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 	if f.Room != nil {
 		req.Timeline, req.IncludeLeave = f.Room.Timeline, f.Room.IncludeLeave
 		req.LazyMembers = f.Room.State != nil && f.Room.State.LazyLoadMembers
+		if req.LazyMembers && !f.Room.State.IncludeRedundantMembers {
+			req.Sent = a.memberCache(r.Principal, initial)
+		}
 	}
 	switch sp := r.Query("set_presence"); sp {
 	case "", "online":
@@ -217,6 +224,20 @@ func (a *API) addTyping(req *rooms.SyncRequest, since uint64, rs *rooms.SyncRoom
 		jr.Ephemeral.Events = append(jr.Ephemeral.Events, rooms.RawEvent{Type: "m.typing", Content: typingEvent(users)})
 	}
 	return nil
+}
+
+// memberCache returns the device's lazy-loading cache; an initial sync
+// starts a new connection and so a new cache.
+func (a *API) memberCache(p *httpx.Principal, initial bool) *rooms.MemberCache {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	key := p.UserID + "\x00" + p.DeviceID
+	c := a.members[key]
+	if c == nil || initial {
+		c = rooms.NewMemberCache()
+		a.members[key] = c
+	}
+	return c
 }
 
 // ignored reads the user's m.ignored_user_list.
