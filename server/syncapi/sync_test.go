@@ -9,7 +9,7 @@ import (
 	"hearth/server/servertest"
 )
 
-func createRoom(t *testing.T, c *servertest.Client, body map[string]any) string {
+func createRoom(t testing.TB, c *servertest.Client, body map[string]any) string {
 	t.Helper()
 	return c.Must(200, "POST", "/_matrix/client/v3/createRoom", body).Str("room_id")
 }
@@ -23,7 +23,7 @@ func send(t *testing.T, c *servertest.Client, roomID, body string) string {
 		map[string]any{"msgtype": "m.text", "body": body}).Str("event_id")
 }
 
-func syncOnce(t *testing.T, c *servertest.Client, since string, timeoutMS int, extra string) *servertest.Response {
+func syncOnce(t testing.TB, c *servertest.Client, since string, timeoutMS int, extra string) *servertest.Response {
 	t.Helper()
 	path := fmt.Sprintf("/_matrix/client/v3/sync?timeout=%d%s", timeoutMS, extra)
 	if since != "" {
