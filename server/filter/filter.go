@@ -19,6 +19,8 @@ type RoomEvent struct {
 	ContainsURL             *bool    `json:"contains_url,omitempty"`
 	LazyLoadMembers         bool     `json:"lazy_load_members,omitempty"`
 	IncludeRedundantMembers bool     `json:"include_redundant_members,omitempty"`
+	// UnreadThreadNotifications asks sync for unread counts per thread.
+	UnreadThreadNotifications bool `json:"unread_thread_notifications,omitempty"`
 }
 
 // ParseRoomEvent reads a RoomEventFilter from JSON ("" is the empty filter).

@@ -85,7 +85,11 @@ func receiptEvent(tx *store.Tx, room *store.Room, userID string, since, upto uin
 // UnreadCounter counts a user's unread notifications in a room. The push
 // rules will replace the default; sync only asks this interface.
 type UnreadCounter interface {
+	// Unread counts over the whole room, threads included.
 	Unread(tx *store.Tx, room *store.Room, userID string, upto uint64) (notifications, highlights int, err error)
+	// UnreadByThread counts the main timeline and each thread apart, each
+	// after its own receipt ("" is the main timeline).
+	UnreadByThread(tx *store.Tx, room *store.Room, userID string, upto uint64) (map[string]Unread, error)
 }
 
 // messageCounter is the default UnreadCounter, until push rules exist:
@@ -98,45 +102,98 @@ const unreadScanLimit = 1000
 
 var notifyingTypes = map[string]bool{"m.room.message": true, "m.room.encrypted": true, "m.sticker": true, "m.call.invite": true, "m.poll.start": true}
 
-// Unread implements UnreadCounter.
-func (messageCounter) Unread(tx *store.Tx, room *store.Room, userID string, upto uint64) (int, int, error) {
+// unreadEvent is what counting needs of an event.
+type unreadEvent struct {
+	Type    string `json:"type"`
+	Sender  string `json:"sender"`
+	Content struct {
+		Mentions struct {
+			UserIDs []string `json:"user_ids"`
+			Room    bool     `json:"room"`
+		} `json:"m.mentions"`
+		RelatesTo struct {
+			RelType string `json:"rel_type"`
+			EventID string `json:"event_id"`
+		} `json:"m.relates_to"`
+	} `json:"content"`
+}
+
+// thread returns the thread an event is in: its root's ID, or "" for the
+// main timeline.
+func (e *unreadEvent) thread() string {
+	if e.Content.RelatesTo.RelType == "m.thread" {
+		return e.Content.RelatesTo.EventID
+	}
+	return ""
+}
+
+// readUpTo returns the position a user has read a thread up to: their
+// newest receipt for it, or an unthreaded one ("" thread is main).
+func readUpTo(tx *store.Tx, room *store.Room, userID, thread string) uint64 {
+	threads := []string{""}
+	if thread == "" {
+		threads = append(threads, "main")
+	} else {
+		threads = append(threads, thread)
+	}
 	var read uint64
 	for _, typ := range []string{"m.read", "m.read.private"} {
-		for _, thread := range []string{"", "main"} {
-			if r, err := tx.UserReceipt(room.NID, userID, typ, thread); err == nil {
+		for _, t := range threads {
+			if r, err := tx.UserReceipt(room.NID, userID, typ, t); err == nil {
 				read = max(read, r.EventPos)
 			}
 		}
 	}
-	recs, _, err := tx.RoomStream(room.NID, read, upto, unreadScanLimit)
-	if err != nil {
-		return 0, 0, err
-	}
+	return read
+}
+
+// Unread implements UnreadCounter.
+func (c messageCounter) Unread(tx *store.Tx, room *store.Room, userID string, upto uint64) (int, int, error) {
+	by, err := c.UnreadByThread(tx, room, userID, upto)
 	notes, highlights := 0, 0
+	for _, u := range by {
+		notes += u.Notifications
+		highlights += u.Highlights
+	}
+	return notes, highlights, err
+}
+
+// UnreadByThread implements UnreadCounter.
+func (messageCounter) UnreadByThread(tx *store.Tx, room *store.Room, userID string, upto uint64) (map[string]Unread, error) {
+	recs, _, err := tx.RoomStream(room.NID, 0, upto, unreadScanLimit)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Unread{}
+	reads := map[string]uint64{}
+	done := map[string]bool{} // threads the user wrote in after the rest
 	for i := len(recs) - 1; i >= 0; i-- {
-		var ev struct {
-			Type    string `json:"type"`
-			Sender  string `json:"sender"`
-			Content struct {
-				Mentions struct {
-					UserIDs []string `json:"user_ids"`
-					Room    bool     `json:"room"`
-				} `json:"m.mentions"`
-			} `json:"content"`
-		}
+		var ev unreadEvent
 		if json.Unmarshal(recs[i].JSON, &ev) != nil {
 			continue
 		}
-		if ev.Sender == userID {
-			break // they wrote after this: they have read it
+		th := ev.thread()
+		if done[th] {
+			continue
+		}
+		read, ok := reads[th]
+		if !ok {
+			read = readUpTo(tx, room, userID, th)
+			reads[th] = read
+		}
+		if recs[i].Pos <= read || ev.Sender == userID {
+			done[th] = true // read up to here, or they wrote after this
+			continue
 		}
 		if !notifyingTypes[ev.Type] {
 			continue
 		}
-		notes++
+		u := out[th]
+		u.Notifications++
 		if ev.Content.Mentions.Room || contains(ev.Content.Mentions.UserIDs, userID) {
-			highlights++
+			u.Highlights++
 		}
+		out[th] = u
 	}
-	return notes, highlights, nil
+	return out, nil
 }

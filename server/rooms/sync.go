@@ -23,6 +23,9 @@ type SyncRequest struct {
 	IncludeLeave     bool              // left rooms on an initial sync too
 	LazyMembers      bool              // state: only the members the timeline needs
 	RoomAllowed      func(roomID string) bool
+	// ThreadCounts splits unread counts by thread
+	// (unread_thread_notifications).
+	ThreadCounts bool
 	// Sent remembers which member events this device was already sent,
 	// so lazy loading sends each once per connection (unless the filter
 	// wants redundant members); nil sends them every time.
@@ -67,12 +70,15 @@ type RoomSummary struct {
 
 // JoinedRoom is one room of rooms.join.
 type JoinedRoom struct {
-	Timeline    Timeline     `json:"timeline"`
-	State       EventList    `json:"state"`
-	AccountData *RawEvents   `json:"account_data,omitempty"`
-	Ephemeral   *RawEvents   `json:"ephemeral,omitempty"`
-	Unread      *Unread      `json:"unread_notifications,omitempty"`
-	Summary     *RoomSummary `json:"summary,omitempty"`
+	Timeline    Timeline   `json:"timeline"`
+	State       EventList  `json:"state"`
+	AccountData *RawEvents `json:"account_data,omitempty"`
+	Ephemeral   *RawEvents `json:"ephemeral,omitempty"`
+	Unread      *Unread    `json:"unread_notifications,omitempty"`
+	// UnreadThreads are the per-thread counts, when the filter asks for
+	// unread_thread_notifications (Unread then counts the main timeline).
+	UnreadThreads map[string]Unread `json:"unread_thread_notifications,omitempty"`
+	Summary       *RoomSummary      `json:"summary,omitempty"`
 }
 
 // Unread is a joined room's unread notification counts.
@@ -237,7 +243,17 @@ func (s *Service) syncJoined(tx *store.Tx, req *SyncRequest, room *store.Room, j
 		jr.Ephemeral = &RawEvents{Events: []RawEvent{*receipt}}
 	}
 	jr.Unread = &Unread{}
-	if jr.Unread.Notifications, jr.Unread.Highlights, err = s.Unread.Unread(tx, room, req.UserID, req.Upto); err != nil {
+	if req.ThreadCounts {
+		by, err := s.Unread.UnreadByThread(tx, room, req.UserID, req.Upto)
+		if err != nil {
+			return nil, err
+		}
+		*jr.Unread = by[""]
+		delete(by, "")
+		if len(by) > 0 {
+			jr.UnreadThreads = by
+		}
+	} else if jr.Unread.Notifications, jr.Unread.Highlights, err = s.Unread.Unread(tx, room, req.UserID, req.Upto); err != nil {
 		return nil, err
 	}
 	return jr, nil

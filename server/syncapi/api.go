@@ -111,6 +111,7 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 	}
 	if f.Room != nil {
 		req.Timeline, req.IncludeLeave = f.Room.Timeline, f.Room.IncludeLeave
+		req.ThreadCounts = f.Room.Timeline != nil && f.Room.Timeline.UnreadThreadNotifications
 		req.LazyMembers = f.Room.State != nil && f.Room.State.LazyLoadMembers
 		if req.LazyMembers && !f.Room.State.IncludeRedundantMembers {
 			req.Sent = a.memberCache(r.Principal, initial)

@@ -88,3 +88,36 @@ func TestReceiptsAndUnread(t *testing.T) {
 		t.Errorf("threaded m.fully_read: %s", r)
 	}
 }
+
+// Spec: unread_thread_notifications: the main timeline and each thread
+// are counted apart, each after its own receipt.
+func TestUnreadThreadNotifications(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	bob := s.Register(t, "bob", "pw")
+	room := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	rp := "/_matrix/client/v3/rooms/" + url.PathEscape(room)
+	bob.Must(200, "POST", rp+"/join", map[string]any{})
+	root := send(t, alice, room, "what's for dinner?")
+	for i := range 3 {
+		alice.Must(200, "PUT", rp+"/send/m.room.message/thread"+string(rune('a'+i)), map[string]any{"msgtype": "m.text", "body": "in thread",
+			"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}})
+	}
+	send(t, alice, room, "main again")
+	f := "&filter=" + url.QueryEscape(`{"room":{"timeline":{"unread_thread_notifications":true}}}`)
+	r := syncOnce(t, bob, "", 0, f)
+	main, _ := unread(r, room)
+	threads, _ := section(r, "join", room)["unread_thread_notifications"].(map[string]any)
+	if tc, _ := threads[root].(map[string]any); main != 2 || tc["notification_count"] != 3.0 {
+		t.Fatalf("split counts: main %v, threads %v", main, threads)
+	}
+	// A threaded receipt clears the thread only.
+	last := alice.Must(200, "GET", rp+"/messages?dir=b&limit=3", nil).JSON["chunk"].([]any)[1].(map[string]any)["event_id"].(string)
+	bob.Must(200, "POST", rp+"/receipt/m.read/"+url.PathEscape(last), map[string]any{"thread_id": root})
+	r = syncOnce(t, bob, "", 0, f)
+	main, _ = unread(r, room)
+	left, _ := section(r, "join", room)["unread_thread_notifications"].(map[string]any)
+	if _, still := left[root]; main != 2 || still {
+		t.Fatalf("after a thread receipt: main %v, threads %v", main, section(r, "join", room)["unread_thread_notifications"])
+	}
+}
