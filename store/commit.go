@@ -67,6 +67,9 @@ func (s *Store) commitBatch(batch []*commitReq) {
 		failed, ferr := -1, error(nil)
 		err := s.db.Update(func(btx *bolt.Tx) error {
 			tx := &Tx{btx: btx}
+			for _, name := range appendOnly {
+				btx.Bucket(name).FillPercent = 1.0 // the handle lasts the transaction
+			}
 			for i, r := range batch {
 				if err := runGuarded(r.fn, tx); err != nil {
 					failed, ferr = i, err

@@ -9,10 +9,15 @@ import (
 	"hearth/store"
 )
 
-// headCacheSize bounds the parsed events the room writers keep: a busy
-// room's create, power levels, join rules, senders' member events and its
-// newest event, for a few hundred busy rooms, a few MB in all.
-const headCacheSize = 2048
+// Bounds of the parsed events the room writers keep: a busy room's
+// create, power levels, join rules, senders' member events and newest
+// event, for a few hundred busy rooms. A parsed event keeps about as much
+// again as its JSON, so the cache stays under about 8 MB however large the
+// events.
+const (
+	headCacheEvents    = 2048
+	headCacheJSONBytes = 4 << 20
+)
 
 // headCache keeps the parsed events room writers read again and again:
 // each send needs its room's newest event (its prev event) and a handful
@@ -26,10 +31,11 @@ const headCacheSize = 2048
 // computed before they are shared: pdu.Event is otherwise immutable, so
 // readers on any goroutine may use them.
 type headCache struct {
-	mu sync.Mutex // guards cur, old
+	mu sync.Mutex // guards cur, old, curBytes
 	// Two generations approximate LRU at O(1): lookups promote to cur,
 	// and when cur fills, old is dropped and cur becomes old.
 	cur, old map[uint64]*headEntry
+	curBytes int // JSON bytes of the events in cur
 }
 
 type headEntry struct {
@@ -80,8 +86,12 @@ func (c *headCache) put(pos uint64, e *headEntry) {
 	if c.cur[pos] == e {
 		return
 	}
-	if len(c.cur) >= headCacheSize/2 {
-		c.old, c.cur = c.cur, make(map[uint64]*headEntry, headCacheSize/2)
+	if len(c.cur) >= headCacheEvents/2 || c.curBytes+len(e.json) > headCacheJSONBytes/2 {
+		c.old, c.cur, c.curBytes = c.cur, map[uint64]*headEntry{}, 0
+	}
+	if prev := c.cur[pos]; prev != nil {
+		c.curBytes -= len(prev.json)
 	}
 	c.cur[pos] = e
+	c.curBytes += len(e.json)
 }
