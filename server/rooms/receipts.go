@@ -158,42 +158,59 @@ func (c messageCounter) Unread(tx *store.Tx, room *store.Room, userID string, up
 	return notes, highlights, err
 }
 
-// UnreadByThread implements UnreadCounter.
+// UnreadByThread implements UnreadCounter. It reads the room backwards
+// in pages and stops once every count it has met is settled (read up to,
+// or written in), so a room the user has read costs one small page.
 func (messageCounter) UnreadByThread(tx *store.Tx, room *store.Room, userID string, upto uint64) (map[string]Unread, error) {
-	recs, _, err := tx.RoomStream(room.NID, 0, upto, unreadScanLimit)
-	if err != nil {
-		return nil, err
-	}
 	out := map[string]Unread{}
 	reads := map[string]uint64{}
-	done := map[string]bool{} // threads the user wrote in after the rest
-	for i := len(recs) - 1; i >= 0; i-- {
-		var ev unreadEvent
-		if json.Unmarshal(recs[i].JSON, &ev) != nil {
-			continue
+	done := map[string]bool{} // counts that are settled
+	open := 0                 // threads met and not yet settled
+	seen := 0
+	for upto > 0 && seen < unreadScanLimit {
+		recs, _, err := tx.RoomStream(room.NID, 0, upto, 64)
+		if err != nil || len(recs) == 0 {
+			return out, err
 		}
-		th := ev.thread()
-		if done[th] {
-			continue
+		upto = recs[0].Pos - 1
+		for i := len(recs) - 1; i >= 0; i-- {
+			seen++
+			var ev unreadEvent
+			if json.Unmarshal(recs[i].JSON, &ev) != nil {
+				continue
+			}
+			th := ev.thread()
+			if done[th] {
+				continue
+			}
+			read, ok := reads[th]
+			if !ok {
+				read = readUpTo(tx, room, userID, th)
+				reads[th] = read
+				if th != "" {
+					open++
+				}
+			}
+			if recs[i].Pos <= read || ev.Sender == userID {
+				done[th] = true // read up to here, or they wrote after this
+				if th != "" {
+					open--
+				}
+				continue
+			}
+			if !notifyingTypes[ev.Type] {
+				continue
+			}
+			u := out[th]
+			u.Notifications++
+			if ev.Content.Mentions.Room || contains(ev.Content.Mentions.UserIDs, userID) {
+				u.Highlights++
+			}
+			out[th] = u
 		}
-		read, ok := reads[th]
-		if !ok {
-			read = readUpTo(tx, room, userID, th)
-			reads[th] = read
+		if done[""] && open == 0 {
+			break
 		}
-		if recs[i].Pos <= read || ev.Sender == userID {
-			done[th] = true // read up to here, or they wrote after this
-			continue
-		}
-		if !notifyingTypes[ev.Type] {
-			continue
-		}
-		u := out[th]
-		u.Notifications++
-		if ev.Content.Mentions.Room || contains(ev.Content.Mentions.UserIDs, userID) {
-			u.Highlights++
-		}
-		out[th] = u
 	}
 	return out, nil
 }
