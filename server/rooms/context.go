@@ -99,11 +99,7 @@ func (s *Service) EventContext(userID, roomID, eventID string, limit int, f *fil
 			if f != nil && f.LazyLoadMembers && sk.Type == "m.room.member" && !senders[sk.Key] {
 				continue
 			}
-			r, err := tx.Event(pos)
-			if err != nil {
-				return err
-			}
-			ce, err := s.clientEvent(tx, v, r)
+			ce, err := s.clientEventAt(tx, v, pos)
 			if err != nil {
 				return err
 			}

@@ -129,11 +129,7 @@ func (s *Service) Members(userID, roomID string) ([]Member, error) {
 			if sk.Type != "m.room.member" {
 				continue
 			}
-			rec, err := tx.Event(pos)
-			if err != nil {
-				return err
-			}
-			ce, err := s.clientEvent(tx, v, rec)
+			ce, err := s.clientEventAt(tx, v, pos)
 			if err != nil {
 				return err
 			}
@@ -222,18 +218,11 @@ func (s *Service) currentMemberContent(userID, roomID string) (map[string]any, e
 func (s *Service) SharedUsers(userID string) ([]string, error) {
 	seen := map[string]bool{}
 	err := s.store.View(func(tx *store.Tx) error {
-		ms, err := tx.Memberships(userID)
+		rooms, err := joinedRooms(tx, userID)
 		if err != nil {
 			return err
 		}
-		for _, m := range ms {
-			if m.Membership != "join" {
-				continue
-			}
-			room, err := tx.RoomByNID(m.RoomNID)
-			if err != nil {
-				return err
-			}
+		for _, room := range rooms {
 			members, err := s.joinedMembers(tx, room)
 			if err != nil {
 				return err

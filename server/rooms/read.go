@@ -163,11 +163,7 @@ func (s *Service) State(userID, roomID string) ([]*ClientEvent, error) {
 		}
 		out = make([]*ClientEvent, 0, len(st))
 		for _, pos := range st {
-			rec, err := tx.Event(pos)
-			if err != nil {
-				return err
-			}
-			ce, err := s.clientEvent(tx, v, rec)
+			ce, err := s.clientEventAt(tx, v, pos)
 			if err != nil {
 				return err
 			}
@@ -194,11 +190,7 @@ func (s *Service) StateEvent(userID, roomID, typ, key string) (*ClientEvent, err
 		if !ok {
 			return mxerr.NotFound("Event not found")
 		}
-		rec, err := tx.Event(pos)
-		if err != nil {
-			return err
-		}
-		out, err = s.clientEvent(tx, v, rec)
+		out, err = s.clientEventAt(tx, v, pos)
 		return err
 	})
 	return out, err
@@ -377,11 +369,7 @@ func (s *Service) lazyMembers(tx *store.Tx, v *view, f *filter.RoomEvent, page *
 		if !ok {
 			continue
 		}
-		rec, err := tx.Event(pos)
-		if err != nil {
-			return err
-		}
-		me, err := s.clientEvent(tx, v, rec)
+		me, err := s.clientEventAt(tx, v, pos)
 		if err != nil {
 			return err
 		}
@@ -394,21 +382,40 @@ func (s *Service) lazyMembers(tx *store.Tx, v *view, f *filter.RoomEvent, page *
 func (s *Service) JoinedRooms(userID string) ([]string, error) {
 	out := []string{}
 	err := s.store.View(func(tx *store.Tx) error {
-		ms, err := tx.Memberships(userID)
-		if err != nil {
-			return err
-		}
-		for _, m := range ms {
-			if m.Membership != "join" {
-				continue
-			}
-			r, err := tx.RoomByNID(m.RoomNID)
-			if err != nil {
-				return err
-			}
+		rooms, err := joinedRooms(tx, userID)
+		for _, r := range rooms {
 			out = append(out, r.RoomID)
 		}
-		return nil
+		return err
 	})
 	return out, err
+}
+
+// joinedRooms returns the rooms userID is joined to.
+func joinedRooms(tx *store.Tx, userID string) ([]*store.Room, error) {
+	ms, err := tx.Memberships(userID)
+	if err != nil {
+		return nil, err
+	}
+	var out []*store.Room
+	for _, m := range ms {
+		if m.Membership != "join" {
+			continue
+		}
+		r, err := tx.RoomByNID(m.RoomNID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// clientEventAt formats the event at a position for a viewer.
+func (s *Service) clientEventAt(tx *store.Tx, v *view, pos uint64) (*ClientEvent, error) {
+	rec, err := tx.Event(pos)
+	if err != nil {
+		return nil, err
+	}
+	return s.clientEvent(tx, v, rec)
 }

@@ -381,11 +381,7 @@ func (s *Service) syncState(tx *store.Tx, v *view, req *SyncRequest, room *store
 		} else if onlyLazy || before != nil && before[sk] == pos {
 			continue
 		}
-		rec, err := tx.Event(pos)
-		if err != nil {
-			return nil, err
-		}
-		ce, err := s.clientEvent(tx, v, rec)
+		ce, err := s.clientEventAt(tx, v, pos)
 		if err != nil {
 			return nil, err
 		}
