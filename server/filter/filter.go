@@ -140,3 +140,41 @@ func (f *Filter) RoomAllowed(roomID string) bool {
 	}
 	return !contains(f.Room.NotRooms, roomID)
 }
+
+// Match reports whether an event of type typ from sender passes an
+// EventFilter (presence, account data). A nil filter passes everything.
+func (f *Event) Match(typ, sender string) bool {
+	if f == nil {
+		return true
+	}
+	if len(f.Senders) > 0 && !contains(f.Senders, sender) || contains(f.NotSenders, sender) {
+		return false
+	}
+	return !(len(f.Types) > 0 && !matchesAny(f.Types, typ) || matchesAny(f.NotTypes, typ))
+}
+
+// Section filters of a sync filter; each is nil when the filter has none.
+
+// StateFilter returns room.state.
+func (f *Filter) StateFilter() *RoomEvent {
+	if f == nil || f.Room == nil {
+		return nil
+	}
+	return f.Room.State
+}
+
+// EphemeralFilter returns room.ephemeral.
+func (f *Filter) EphemeralFilter() *RoomEvent {
+	if f == nil || f.Room == nil {
+		return nil
+	}
+	return f.Room.Ephemeral
+}
+
+// RoomAccountDataFilter returns room.account_data.
+func (f *Filter) RoomAccountDataFilter() *RoomEvent {
+	if f == nil || f.Room == nil {
+		return nil
+	}
+	return f.Room.AccountData
+}

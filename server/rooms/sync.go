@@ -20,6 +20,8 @@ type SyncRequest struct {
 	FullState        bool
 	TimelineLimit    int
 	Timeline         *filter.RoomEvent // nil for all
+	State            *filter.RoomEvent // room.state: which state events
+	Ephemeral        *filter.RoomEvent // room.ephemeral: which ephemeral events
 	IncludeLeave     bool              // left rooms on an initial sync too
 	LazyMembers      bool              // state: only the members the timeline needs
 	RoomAllowed      func(roomID string) bool
@@ -239,7 +241,7 @@ func (s *Service) syncJoined(tx *store.Tx, req *SyncRequest, room *store.Room, j
 			return nil, err
 		}
 	}
-	if receipt != nil {
+	if receipt != nil && req.Ephemeral.Match(room.RoomID, receipt.Type, "", receipt.Content) {
 		jr.Ephemeral = &RawEvents{Events: []RawEvent{*receipt}}
 	}
 	jr.Unread = &Unread{}
@@ -384,6 +386,11 @@ func (s *Service) syncState(tx *store.Tx, v *view, req *SyncRequest, room *store
 		ce, err := s.clientEventAt(tx, v, pos)
 		if err != nil {
 			return nil, err
+		}
+		if sk.Type != "m.room.member" || !req.LazyMembers {
+			if !req.State.Match(room.RoomID, ce.Type, ce.Sender, ce.Content) {
+				continue
+			}
 		}
 		out = append(out, ce)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"hearth/server/filter"
 	"hearth/server/httpx"
+	"hearth/server/keys"
 	"hearth/server/mxerr"
 	"hearth/server/rooms"
 	"hearth/store"
@@ -27,14 +28,15 @@ type API struct {
 	notifier *Notifier
 	typing   *Typing
 	presence *Presence
+	keys     *keys.Service
 
 	mu      sync.Mutex                    // guards members
 	members map[string]*rooms.MemberCache // by user and device: lazy-loaded members sent
 }
 
 // New returns the sync API; presence can be turned off by the operator.
-func New(st *store.Store, rs *rooms.Service, n *Notifier, presence bool) *API {
-	a := &API{store: st, rooms: rs, notifier: n, members: map[string]*rooms.MemberCache{}}
+func New(st *store.Store, rs *rooms.Service, n *Notifier, presence bool, ks *keys.Service) *API {
+	a := &API{store: st, rooms: rs, notifier: n, keys: ks, members: map[string]*rooms.MemberCache{}}
 	a.typing = NewTyping(func(roomID string) {
 		if members, err := rs.MemberIDs(roomID); err == nil {
 			n.Wake(members)
@@ -69,6 +71,7 @@ type syncResp struct {
 	AccountData *eventList       `json:"account_data,omitempty"`
 	ToDevice    *toDeviceList    `json:"to_device,omitempty"`
 	Presence    *presenceList    `json:"presence,omitempty"`
+	deviceListFields
 }
 
 // eventList is a sync section of non-room events.
@@ -112,6 +115,7 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 	if f.Room != nil {
 		req.Timeline, req.IncludeLeave = f.Room.Timeline, f.Room.IncludeLeave
 		req.ThreadCounts = f.Room.Timeline != nil && f.Room.Timeline.UnreadThreadNotifications
+		req.State, req.Ephemeral = f.StateFilter(), f.EphemeralFilter()
 		req.LazyMembers = f.Room.State != nil && f.Room.State.LazyLoadMembers
 		if req.LazyMembers && !f.Room.State.IncludeRedundantMembers {
 			req.Sent = a.memberCache(r.Principal, initial)
@@ -145,23 +149,26 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 			return nil, err
 		}
 		resp := &syncResp{NextBatch: Token{Pos: max(req.Upto, since.Pos), Typing: typingSerial, Presence: presenceSerial}.String()}
-		if err := a.addAccountData(r, req, rs, resp); err != nil {
+		if err := a.addAccountData(r, req, f, rs, resp); err != nil {
 			return nil, err
 		}
-		if err := a.addTyping(req, since.Typing, rs); err != nil {
+		if err := a.addTyping(req, f, since.Typing, rs); err != nil {
 			return nil, err
 		}
 		if resp.ToDevice, err = a.pendingToDevice(r.Principal, since.Pos, req.Upto); err != nil {
 			return nil, err
 		}
-		if resp.Presence, err = a.presenceSince(req.UserID, since.Presence); err != nil {
+		if err := a.addDeviceLists(r.Principal, since.Pos, req.Upto, initial, resp); err != nil {
+			return nil, err
+		}
+		if resp.Presence, err = a.presenceSince(req.UserID, since.Presence, f.Presence); err != nil {
 			return nil, err
 		}
 		if !rs.Empty() {
 			resp.Rooms = rs
 		}
 		remaining := time.Until(deadline)
-		if initial || req.FullState || resp.Rooms != nil || resp.AccountData != nil || resp.ToDevice != nil || resp.Presence != nil || remaining <= 0 {
+		if initial || req.FullState || resp.Rooms != nil || resp.AccountData != nil || resp.ToDevice != nil || resp.Presence != nil || resp.DeviceLists != nil || remaining <= 0 {
 			return resp, nil
 		}
 		if !a.notifier.Wait(r.Context(), req.UserID, gen, remaining) {
@@ -172,7 +179,7 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 
 // addAccountData adds the account data changed in (Since, Upto]: global
 // to the response, per room to the rooms the user is joined to.
-func (a *API) addAccountData(r *httpx.Request, req *rooms.SyncRequest, rs *rooms.SyncRooms, resp *syncResp) error {
+func (a *API) addAccountData(r *httpx.Request, req *rooms.SyncRequest, f *filter.Filter, rs *rooms.SyncRooms, resp *syncResp) error {
 	var changed []store.AccountData
 	err := a.store.View(func(tx *store.Tx) (err error) {
 		changed, err = tx.AccountDataSince(r.Principal.Localpart, req.Since, req.Upto)
@@ -188,13 +195,16 @@ func (a *API) addAccountData(r *httpx.Request, req *rooms.SyncRequest, rs *rooms
 	for _, d := range changed {
 		ev := accountDataEvent{Type: d.Type, Content: d.Content}
 		if d.RoomID == "" {
+			if !f.AccountData.Match(d.Type, req.UserID) {
+				continue
+			}
 			if resp.AccountData == nil {
 				resp.AccountData = &eventList{}
 			}
 			resp.AccountData.Events = append(resp.AccountData.Events, ev)
 			continue
 		}
-		if !slices.Contains(joined, d.RoomID) || !req.RoomAllowed(d.RoomID) {
+		if !slices.Contains(joined, d.RoomID) || !req.RoomAllowed(d.RoomID) || !f.RoomAccountDataFilter().Match(d.RoomID, d.Type, req.UserID, d.Content) {
 			continue
 		}
 		jr := joinedRoom(rs, d.RoomID)
@@ -208,14 +218,14 @@ func (a *API) addAccountData(r *httpx.Request, req *rooms.SyncRequest, rs *rooms
 
 // addTyping adds m.typing to the joined rooms whose typing users changed
 // since the token's typing serial.
-func (a *API) addTyping(req *rooms.SyncRequest, since uint64, rs *rooms.SyncRooms) error {
+func (a *API) addTyping(req *rooms.SyncRequest, f *filter.Filter, since uint64, rs *rooms.SyncRooms) error {
 	joined, err := a.rooms.JoinedRooms(req.UserID)
 	if err != nil {
 		return err
 	}
 	for _, roomID := range joined {
 		users, changed := a.typing.Changed(roomID, since)
-		if !changed || !req.RoomAllowed(roomID) {
+		if !changed || !req.RoomAllowed(roomID) || !f.EphemeralFilter().Match(roomID, "m.typing", "", nil) {
 			continue
 		}
 		jr := joinedRoom(rs, roomID)

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"hearth/server/filter"
 	"hearth/server/httpx"
 	"hearth/server/mxerr"
 )
@@ -192,7 +193,7 @@ type presenceList struct {
 
 // presenceSince returns the presence changes after since of the user
 // themself and of everyone sharing a room with them, or nil.
-func (a *API) presenceSince(userID string, since uint64) (*presenceList, error) {
+func (a *API) presenceSince(userID string, since uint64, f *filter.Event) (*presenceList, error) {
 	if !a.presence.enabled {
 		return nil, nil
 	}
@@ -206,7 +207,12 @@ func (a *API) presenceSince(userID string, since uint64) (*presenceList, error) 
 	}
 	out := &presenceList{}
 	for id, c := range changed {
-		out.Events = append(out.Events, presenceEvent{Type: "m.presence", Sender: id, Content: c})
+		if f.Match("m.presence", id) {
+			out.Events = append(out.Events, presenceEvent{Type: "m.presence", Sender: id, Content: c})
+		}
+	}
+	if len(out.Events) == 0 {
+		return nil, nil
 	}
 	slices.SortFunc(out.Events, func(x, y presenceEvent) int {
 		if x.Sender < y.Sender {
