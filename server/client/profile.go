@@ -1,8 +1,6 @@
 package client
 
 import (
-	"strings"
-
 	"hearth/server/httpx"
 	"hearth/server/mxerr"
 	"hearth/store"
@@ -120,9 +118,6 @@ func (a *API) setAvatarURL(r *httpx.Request, in *avatarURLBody) (*httpx.Empty, e
 	url := *in.AvatarURL
 	if len(url) > maxAvatarURLLen {
 		return nil, mxerr.InvalidParam("Avatar URL is longer than %d bytes", maxAvatarURLLen)
-	}
-	if url != "" && !strings.HasPrefix(url, "mxc://") {
-		return nil, mxerr.InvalidParam("Avatar URL must be an mxc:// URI")
 	}
 	if err := a.acc.UpdateProfile(lp, func(u *store.User) { u.AvatarURL = url }); err != nil {
 		return nil, err

@@ -220,6 +220,9 @@ func (a *API) messages(r *httpx.Request) (*rooms.Page, error) {
 		limit = min(n, 1000)
 	}
 	dir := r.Query("dir")
+	if dir == "" {
+		dir = "f" // Synapse's default; the spec asks clients to send it
+	}
 	if dir != "b" && dir != "f" {
 		return nil, mxerr.InvalidParam("dir must be b or f")
 	}
@@ -269,7 +272,7 @@ type membersResp struct {
 
 // members is GET /rooms/{roomId}/members with membership/not_membership.
 func (a *API) members(r *httpx.Request) (*membersResp, error) {
-	ms, err := a.rooms.Members(r.Principal.UserID, r.Param("roomId"))
+	ms, err := a.rooms.Members(r.Principal.UserID, r.Param("roomId"), r.Query("at"))
 	if err != nil {
 		return nil, err
 	}
@@ -286,17 +289,23 @@ func (a *API) members(r *httpx.Request) (*membersResp, error) {
 }
 
 type joinedMember struct {
-	DisplayName string `json:"display_name,omitempty"`
-	AvatarURL   string `json:"avatar_url,omitempty"`
+	DisplayName *string `json:"display_name"`
+	AvatarURL   *string `json:"avatar_url"`
 }
 
 type joinedMembersResp struct {
 	Joined map[string]joinedMember `json:"joined"`
 }
 
-// joinedMembers is GET /rooms/{roomId}/joined_members.
+// joinedMembers is GET /rooms/{roomId}/joined_members: for current
+// members only, as the spec says.
 func (a *API) joinedMembers(r *httpx.Request) (*joinedMembersResp, error) {
-	ms, err := a.rooms.Members(r.Principal.UserID, r.Param("roomId"))
+	if m, err := a.rooms.Membership(r.Principal.UserID, r.Param("roomId")); err != nil {
+		return nil, err
+	} else if m != "join" {
+		return nil, mxerr.Forbidden("You are not joined to this room")
+	}
+	ms, err := a.rooms.Members(r.Principal.UserID, r.Param("roomId"), "")
 	if err != nil {
 		return nil, err
 	}
@@ -306,8 +315,8 @@ func (a *API) joinedMembers(r *httpx.Request) (*joinedMembersResp, error) {
 			continue
 		}
 		var c struct {
-			DisplayName string `json:"displayname"`
-			AvatarURL   string `json:"avatar_url"`
+			DisplayName *string `json:"displayname"`
+			AvatarURL   *string `json:"avatar_url"`
 		}
 		_ = json.Unmarshal(m.Event.Content, &c)
 		resp.Joined[m.UserID] = joinedMember{DisplayName: c.DisplayName, AvatarURL: c.AvatarURL}
@@ -372,6 +381,12 @@ func (a *API) join(r *httpx.Request, in *memberReq) (*roomIDResp, error) {
 		}
 	}
 	c := &rooms.MemberChange{Sender: r.Principal.UserID, Target: r.Principal.UserID, Reason: in.Reason, Profile: a.profileOf(r.Principal.Localpart)}
+	var extra map[string]json.RawMessage
+	if json.Unmarshal(r.Body(), &extra) == nil {
+		delete(extra, "reason")
+		delete(extra, "third_party_signed")
+		c.Extra = extra
+	}
 	if _, err := a.rooms.Join(roomID, c); err != nil {
 		return nil, err
 	}

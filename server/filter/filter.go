@@ -4,6 +4,7 @@ package filter
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 )
 
@@ -177,4 +178,63 @@ func (f *Filter) RoomAccountDataFilter() *RoomEvent {
 		return nil
 	}
 	return f.Room.AccountData
+}
+
+// Validate checks what the spec constrains beyond JSON types: room and
+// user IDs where IDs are expected, a known event_format, no negative
+// limit. It returns the first problem found.
+func (f *Filter) Validate() error {
+	if f.EventFormat != "" && f.EventFormat != "client" && f.EventFormat != "federation" {
+		return fmt.Errorf("event_format must be client or federation")
+	}
+	for _, e := range []*Event{f.Presence, f.AccountData} {
+		if e != nil {
+			if err := validateEvent(e.Limit, e.Senders, e.NotSenders); err != nil {
+				return err
+			}
+		}
+	}
+	if f.Room == nil {
+		return nil
+	}
+	if err := validateIDs(f.Room.Rooms, "!", "rooms"); err != nil {
+		return err
+	}
+	if err := validateIDs(f.Room.NotRooms, "!", "not_rooms"); err != nil {
+		return err
+	}
+	for _, re := range []*RoomEvent{f.Room.Timeline, f.Room.State, f.Room.Ephemeral, f.Room.AccountData} {
+		if re == nil {
+			continue
+		}
+		if err := validateEvent(re.Limit, re.Senders, re.NotSenders); err != nil {
+			return err
+		}
+		if err := validateIDs(re.Rooms, "!", "rooms"); err != nil {
+			return err
+		}
+		if err := validateIDs(re.NotRooms, "!", "not_rooms"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validateEvent(limit *int, senders, notSenders []string) error {
+	if limit != nil && *limit < 0 {
+		return fmt.Errorf("limit must not be negative")
+	}
+	if err := validateIDs(senders, "@", "senders"); err != nil {
+		return err
+	}
+	return validateIDs(notSenders, "@", "not_senders")
+}
+
+func validateIDs(ids []string, sigil, field string) error {
+	for _, id := range ids {
+		if !strings.HasPrefix(id, sigil) || !strings.Contains(id, ":") && sigil == "@" {
+			return fmt.Errorf("%s holds %q, which is not a valid ID", field, id)
+		}
+	}
+	return nil
 }

@@ -171,7 +171,9 @@ func (s *Service) CreateRoom(req *CreateRequest) (string, error) {
 		}
 	}
 	if req.Topic != "" {
-		if err := add(state("m.room.topic", "", map[string]string{"topic": req.Topic})); err != nil {
+		// The plain topic and its m.topic form (spec v1.15's rich topics).
+		topic := map[string]any{"topic": req.Topic, "m.topic": map[string]any{"m.text": []any{map[string]string{"body": req.Topic}}}}
+		if err := add(state("m.room.topic", "", topic)); err != nil {
 			return "", err
 		}
 	}

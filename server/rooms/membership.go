@@ -20,6 +20,9 @@ type MemberChange struct {
 	Profile  map[string]string
 	IsDirect bool
 	Txn      *store.TxnKey
+	// Extra are further content fields from the client's request body
+	// (Synapse copies a join's body into the member event).
+	Extra map[string]json.RawMessage
 }
 
 // ChangeMembership sends the member event of c. The auth rules decide
@@ -48,6 +51,11 @@ func (s *Service) changeMembershipWith(roomID string, c *MemberChange, extra map
 	}
 	if c.IsDirect {
 		content["is_direct"] = true
+	}
+	for k, v := range c.Extra {
+		if k != "membership" && k != "join_authorised_via_users_server" {
+			content[k] = v
+		}
 	}
 	for k, v := range extra {
 		content[k] = v
@@ -113,9 +121,18 @@ type Member struct {
 	Event      *ClientEvent
 }
 
-// Members returns the member events of a room that userID may see.
-func (s *Service) Members(userID, roomID string) ([]Member, error) {
+// Members returns the member events of a room that userID may see: as
+// of now, or, with at (a sync or /messages token), as of that point (no
+// later than the user's own leave).
+func (s *Service) Members(userID, roomID, at string) ([]Member, error) {
 	var out []Member
+	var atPos uint64
+	if at != "" {
+		var err error
+		if atPos, err = tokenPos(at); err != nil {
+			return nil, err
+		}
+	}
 	err := s.store.View(func(tx *store.Tx) error {
 		v, err := s.viewFor(tx, userID, roomID)
 		if err != nil {
@@ -124,6 +141,26 @@ func (s *Service) Members(userID, roomID string) ([]Member, error) {
 		st, err := s.stateOf(tx, v)
 		if err != nil {
 			return err
+		}
+		if at != "" && (v.until == 0 || atPos < v.until) {
+			last, err := tx.LastRoomEvent(v.room.NID, atPos)
+			if errors.Is(err, store.ErrNotFound) {
+				st = map[store.StateKey]uint64{}
+			} else if err != nil {
+				return err
+			} else {
+				ev, err := s.eventAt(tx, v.room.Version, last.Pos)
+				if err != nil {
+					return err
+				}
+				var sk *store.StateKey
+				if ev.IsState() {
+					sk = &store.StateKey{Type: ev.Type(), Key: *ev.StateKey()}
+				}
+				if st, err = tx.StateAfter(last, sk); err != nil {
+					return err
+				}
+			}
 		}
 		for sk, pos := range st {
 			if sk.Type != "m.room.member" {

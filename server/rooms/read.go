@@ -55,6 +55,18 @@ func (s *Service) clientEvent(tx *store.Tx, v *view, rec *store.StoredEvent) (*C
 			}
 		}
 	}
+	if v.rd != nil {
+		// The viewer's membership at the event (spec v1.11, MSC4115).
+		m := "leave"
+		if ev.Type() == "m.room.member" && ev.StateKeyIs(v.rd.userID) {
+			m, _ = ev.Membership()
+		} else if at, err := v.rd.at(rec.StateBefore); err != nil {
+			return nil, err
+		} else if at.membership != "" {
+			m = at.membership
+		}
+		ce.Unsigned["membership"] = m
+	}
 	if err := s.decorate(tx, v, rec, ev, ce, decorateFull); err != nil {
 		return nil, err
 	}
@@ -93,6 +105,9 @@ func (s *Service) viewFor(tx *store.Tx, userID, roomID string) (*view, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if m != nil && m.Forgotten {
+		return nil, mxerr.Forbidden("You have forgotten this room")
 	}
 	rd, err := newReader(tx, room, userID, m)
 	if err != nil {
@@ -201,6 +216,9 @@ func (s *Service) Event(userID, deviceID, roomID, eventID string) (*ClientEvent,
 	var out *ClientEvent
 	err := s.store.View(func(tx *store.Tx) error {
 		v, err := s.viewFor(tx, userID, roomID)
+		if e, ok := mxerr.As(err); ok && e.Code == "M_FORBIDDEN" {
+			return mxerr.NotFound("Event not found") // as for an event they may not see
+		}
 		if err != nil {
 			return err
 		}
@@ -246,6 +264,55 @@ func parseTopoToken(s string) (*store.TopoToken, error) {
 	return &store.TopoToken{Depth: depth, Pos: pos}, nil
 }
 
+// syncTokenPos reads the stream position of a sync token "s<pos>_...".
+func syncTokenPos(tok string) (uint64, bool) {
+	first, _, _ := strings.Cut(tok, "_")
+	pos, err := strconv.ParseUint(strings.TrimPrefix(first, "s"), 10, 64)
+	return pos, strings.HasPrefix(first, "s") && err == nil
+}
+
+// tokenPos reads a stream position from either kind of token.
+func tokenPos(tok string) (uint64, error) {
+	if pos, ok := syncTokenPos(tok); ok {
+		return pos, nil
+	}
+	t, err := parseTopoToken(tok)
+	if err != nil {
+		return 0, err
+	}
+	return t.Pos, nil
+}
+
+// pageToken reads a pagination token for a room: the topological
+// "t<depth>_<pos>" of /messages, or a sync token (a sync's prev_batch or
+// next_batch, which clients may page from), which stands for the room as
+// it was at that stream position. nil means the start of the room.
+func (s *Service) pageToken(tx *store.Tx, room *store.Room, tok string, backward bool) (*store.TopoToken, error) {
+	pos, isSync := syncTokenPos(tok)
+	if !isSync {
+		return parseTopoToken(tok)
+	}
+	last, err := tx.LastRoomEvent(room.NID, pos)
+	if errors.Is(err, store.ErrNotFound) {
+		if backward {
+			return &store.TopoToken{}, nil // nothing before
+		}
+		return nil, nil // everything after
+	}
+	if err != nil {
+		return nil, err
+	}
+	ev, err := s.eventAt(tx, room.Version, last.Pos)
+	if err != nil {
+		return nil, err
+	}
+	t := &store.TopoToken{Depth: ev.Depth(), Pos: last.Pos}
+	if backward {
+		t.Pos++ // the event at the token is before it, and included
+	}
+	return t, nil
+}
+
 // MessagesQuery is a /messages request.
 type MessagesQuery struct {
 	From, To string // tokens; "" for the end the direction starts from, and no stop
@@ -262,14 +329,13 @@ type MessagesQuery struct {
 func (s *Service) Messages(userID, roomID string, q MessagesQuery) (*Page, error) {
 	var cursor, stop *store.TopoToken
 	var err error
-	if q.From != "" {
-		if cursor, err = parseTopoToken(q.From); err != nil {
-			return nil, err
-		}
-	}
-	if q.To != "" {
-		if stop, err = parseTopoToken(q.To); err != nil {
-			return nil, err
+	for _, tok := range []string{q.From, q.To} {
+		if tok != "" {
+			if _, ok := syncTokenPos(tok); !ok {
+				if _, err := parseTopoToken(tok); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	dir := store.Forward
@@ -292,6 +358,16 @@ func (s *Service) Messages(userID, roomID string, q MessagesQuery) (*Page, error
 			return err
 		}
 		v.device = q.DeviceID
+		if q.From != "" {
+			if cursor, err = s.pageToken(tx, v.room, q.From, q.Backward); err != nil {
+				return err
+			}
+		}
+		if q.To != "" {
+			if stop, err = s.pageToken(tx, v.room, q.To, !q.Backward); err != nil {
+				return err
+			}
+		}
 		for len(page.Chunk) < q.Limit {
 			entries, err := tx.Timeline(v.room.NID, cursor, dir, q.Limit-len(page.Chunk))
 			if err != nil {

@@ -453,11 +453,11 @@ func relationBounds(from, to string) (uint64, uint64, error) {
 		if tok == "" {
 			continue
 		}
-		t, err := parseTopoToken(tok)
+		pos, err := tokenPos(tok)
 		if err != nil {
 			return 0, 0, err
 		}
-		out[i] = t.Pos
+		out[i] = pos
 	}
 	return out[0], out[1], nil
 }

@@ -304,6 +304,9 @@ func (a *API) loadFilter(r *httpx.Request, param string) (*filter.Filter, error)
 		}
 	}
 	f, err := filter.Parse(js)
+	if err == nil {
+		err = f.Validate()
+	}
 	if err != nil {
 		return nil, mxerr.BadJSON("Invalid filter: %v", err)
 	}
@@ -322,6 +325,9 @@ func (a *API) createFilter(r *httpx.Request) (any, error) {
 	var f filter.Filter
 	if err := httpx.DecodeJSON(r.Body(), &f); err != nil {
 		return nil, err
+	}
+	if err := f.Validate(); err != nil {
+		return nil, mxerr.BadJSON("Invalid filter: %v", err)
 	}
 	js := append([]byte(nil), r.Body()...)
 	var id string

@@ -61,3 +61,20 @@ func TestSyncSectionFilters(t *testing.T) {
 		t.Error("presence filter dropped alice")
 	}
 }
+
+// Invalid filters are refused with a 4xx (Complement TestFilter).
+func TestInvalidFilters(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	for _, f := range []map[string]any{
+		{"room": map[string]any{"timeline": map[string]any{"rooms": []string{"not_a_room_id"}}}},
+		{"room": map[string]any{"timeline": map[string]any{"senders": []string{"not_a_sender_id"}}}},
+		{"room": map[string]any{"not_rooms": []string{"nope"}}},
+		{"event_format": "xml"},
+		{"presence": map[string]any{"limit": -1}},
+	} {
+		if r := alice.Do("POST", "/_matrix/client/v3/user/@alice:localhost/filter", f); r.Status != 400 {
+			t.Errorf("filter %v: %s", f, r)
+		}
+	}
+}
