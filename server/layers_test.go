@@ -23,8 +23,10 @@ var layers = map[string]int{
 	"hearth/server/filter":   1,
 	"hearth/server/bench":    1, // a plain Client-Server API client: imports nothing of Hearth
 	"hearth/server/rooms":    2,
+	"hearth/server/keys":     2,
 	"hearth/server/client":   3,
 	"hearth/server/syncapi":  3,
+	"hearth/server/backup":   3,
 	"hearth/admin":           3,
 	"hearth/server":          4,
 	"hearth":                 5,

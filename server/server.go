@@ -18,8 +18,10 @@ import (
 
 	"hearth/admin"
 	"hearth/server/accounts"
+	"hearth/server/backup"
 	"hearth/server/client"
 	"hearth/server/httpx"
+	"hearth/server/keys"
 	"hearth/server/pdu"
 	"hearth/server/rooms"
 	"hearth/server/syncapi"
@@ -52,6 +54,7 @@ type Server struct {
 	accounts   *accounts.Service
 	rooms      *rooms.Service
 	notifier   *syncapi.Notifier
+	keys       *keys.Service
 	httpSrv    *httpx.Server
 	signingKey ed25519.PrivateKey
 	keyID      string
@@ -101,7 +104,11 @@ func Open(cfg Config) (*Server, error) {
 	s.rooms.OnAppend = s.notifyAppend
 	api := client.New(s.accounts, s.rooms, client.Config{PublicURL: cfg.PublicURL, NoRateLimit: cfg.NoRateLimit})
 	mux.Handle("/_matrix/client", api.Routes())
-	mux.Handle("/_matrix/client", syncapi.New(st, s.rooms, s.notifier, !cfg.NoPresence).Routes())
+	s.keys = keys.New(st, s.accounts, s.notifyDeviceChange)
+	s.accounts.OnDevicesDeleted = func(lp string) { s.keys.DeviceChanged(s.accounts.UserID(lp)) }
+	mux.Handle("/_matrix/client", s.keys.Routes())
+	mux.Handle("/_matrix/client", syncapi.New(st, s.rooms, s.notifier, !cfg.NoPresence, s.keys).Routes())
+	mux.Handle("/_matrix/client", backup.New(st).Routes())
 	mux.Handle("", api.WellKnownRoutes())
 	mux.Handle("/_synapse/admin", admin.New(s.accounts, cfg.RegistrationSharedSecret).Routes())
 	s.httpSrv = httpx.NewServer(mux, s.authenticate, cfg.Log, httpx.DefaultMaxBody)
@@ -196,6 +203,16 @@ func (s *Server) notifyAppend(pos uint64, roomIDs ...string) {
 		users = append(users, members...)
 	}
 	s.notifier.Notify(pos, users)
+}
+
+// notifyDeviceChange wakes the syncs of userID and everyone sharing a
+// room with them: userID's devices or keys changed at pos.
+func (s *Server) notifyDeviceChange(pos uint64, userID string) {
+	peers, err := s.rooms.SharedUsers(userID)
+	if err != nil {
+		s.log.Warn("sync notification: users sharing a room", "user", userID, "err", err)
+	}
+	s.notifier.Notify(pos, append(peers, userID))
 }
 
 // BootstrapToken is the one-time registration token that makes the first

@@ -87,6 +87,37 @@ var (
 	// bucketEventTxns maps a local event's pos to the client transaction
 	// that sent it: localpart 0x00 device 0x00 txnID.
 	bucketEventTxns = []byte("pos_txn")
+
+	// Server-side key backups (see backup.go).
+
+	// bucketBackupVersions maps localpart 0x00 version (8 bytes) to a JSON
+	// BackupVersion.
+	bucketBackupVersions = []byte("localpart_version_backupversion")
+	// bucketBackupKeys maps localpart 0x00 version (8 bytes) room ID 0x00
+	// session ID to a JSON BackupKey.
+	bucketBackupKeys = []byte("localpart_version_roomid_sessionid_backupkey")
+
+	// End-to-end encryption keys (see keys.go).
+
+	// bucketDeviceKeys maps localpart 0x00 device ID to the device's
+	// signed identity keys JSON.
+	bucketDeviceKeys = []byte("localpart_deviceid_devicekeys")
+	// bucketOneTimeKeys maps localpart 0x00 device ID 0x00 algorithm:keyID
+	// to an unclaimed one-time key JSON.
+	bucketOneTimeKeys = []byte("localpart_deviceid_keyid_onetimekey")
+	// bucketFallbackKeys maps localpart 0x00 device ID 0x00 algorithm 0x00
+	// to a JSON FallbackKey.
+	bucketFallbackKeys = []byte("localpart_deviceid_algorithm_fallbackkey")
+	// bucketCrossSigning maps localpart 0x00 usage 0x00 to the user's
+	// cross-signing key JSON of that usage.
+	bucketCrossSigning = []byte("localpart_usage_crosssigningkey")
+	// bucketKeySignatures maps localpart 0x00 key ID (device ID or
+	// cross-signing public key) 0x00 signer user ID 0x00 signer key ID to
+	// a signature uploaded through /keys/signatures/upload.
+	bucketKeySignatures = []byte("localpart_keyid_signer_signerkeyid_signature")
+	// bucketDeviceLists maps a stream position to the user ID whose
+	// devices or keys changed there.
+	bucketDeviceLists = []byte("pos_userid_devicelistchange")
 )
 
 // allBuckets lists every bucket the current schema has.
@@ -97,12 +128,14 @@ var allBuckets = [][]byte{
 	bucketReports, bucketFilters, bucketAccountData, bucketReceipts, bucketToDevice,
 	bucketAliases, bucketRoomAliases, bucketPublished,
 	bucketRelations, bucketThreads, bucketRedactions, bucketEventTxns,
+	bucketBackupVersions, bucketBackupKeys,
+	bucketDeviceKeys, bucketOneTimeKeys, bucketFallbackKeys, bucketCrossSigning, bucketKeySignatures, bucketDeviceLists,
 }
 
 // appendOnly lists the buckets keyed by stream position alone, whose new
 // keys always go last. bbolt splits a full page half and half, which for
 // them would leave every page half empty; writes fill their pages instead.
-var appendOnly = [][]byte{bucketEvents, bucketEventTxns}
+var appendOnly = [][]byte{bucketEvents, bucketEventTxns, bucketDeviceLists}
 
 // Keys of bucketMeta.
 const (

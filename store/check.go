@@ -58,6 +58,8 @@ func (s *Store) Check() error {
 		}
 		errs = append(errs, tx.checkDirectory()...)
 		errs = append(errs, tx.checkRelations()...)
+		errs = append(errs, tx.checkBackups()...)
+		errs = append(errs, tx.checkKeys()...)
 		return errors.Join(errs...)
 	})
 }

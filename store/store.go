@@ -100,6 +100,10 @@ var migrations = []func(tx *bolt.Tx) error{
 	createBuckets,
 	// 8 → 9: to-device messages.
 	createBuckets,
+	// 9 → 10: server-side key backups.
+	createBuckets,
+	// 10 → 11: end-to-end encryption keys and device-list changes.
+	createBuckets,
 }
 
 // createBuckets creates every bucket of the current schema that is missing.

@@ -104,11 +104,18 @@ func (tx *Tx) Device(localpart, deviceID string) (*Device, error) {
 	return &d, nil
 }
 
-// PutDevice creates or overwrites a device record. Tokens are set with
-// SetDeviceTokens, never by editing the hashes here.
+// PutDevice creates or overwrites a device record; a new device is a
+// device-list change. Tokens are set with SetDeviceTokens, never by
+// editing the hashes here.
 func (tx *Tx) PutDevice(d *Device) error {
 	if tx.btx.Bucket(bucketUsers).Get([]byte(d.Localpart)) == nil {
 		return fmt.Errorf("store: device for unknown user %q: %w", d.Localpart, ErrNotFound)
+	}
+	if tx.btx.Bucket(bucketDevices).Get(deviceKey(d.Localpart, d.ID)) == nil {
+		// A new device is a device-list change.
+		if _, err := tx.RecordDeviceListChange(tx.localUserID(d.Localpart)); err != nil {
+			return err
+		}
 	}
 	return tx.putJSON(bucketDevices, deviceKey(d.Localpart, d.ID), d)
 }
@@ -128,7 +135,8 @@ func (tx *Tx) Devices(localpart string) ([]Device, error) {
 	return out, nil
 }
 
-// DeleteDevice removes a device and revokes its tokens. Deleting a device
+// DeleteDevice removes a device, revokes its tokens, deletes its
+// encryption keys and records a device-list change. Deleting a device
 // that does not exist returns ErrNotFound.
 func (tx *Tx) DeleteDevice(localpart, deviceID string) error {
 	d, err := tx.Device(localpart, deviceID)
@@ -140,6 +148,14 @@ func (tx *Tx) DeleteDevice(localpart, deviceID string) error {
 	}
 	if _, err := tx.AckToDevice(localpart, deviceID, ^uint64(0)); err != nil {
 		return err // messages for a device that is gone would wait forever
+	}
+	// Its keys go with it, and those who encrypt for it must learn it is
+	// gone: a device-list change.
+	if err := tx.deleteDeviceKeys(localpart, deviceID); err != nil {
+		return err
+	}
+	if _, err := tx.RecordDeviceListChange(tx.localUserID(localpart)); err != nil {
+		return err
 	}
 	return tx.btx.Bucket(bucketDevices).Delete(deviceKey(localpart, deviceID))
 }

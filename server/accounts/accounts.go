@@ -31,6 +31,11 @@ type Service struct {
 	log   *slog.Logger
 	uia   *uiaSessions
 	now   func() time.Time
+
+	// OnDevicesDeleted, when set, is called after devices of a user were
+	// deleted (the store records that as a device-list change), so that
+	// the syncs of those who encrypt for them are woken.
+	OnDevicesDeleted func(localpart string)
 }
 
 // New returns the account service over st.
@@ -416,7 +421,16 @@ func (s *Service) Logout(lp, deviceID string) error {
 
 // LogoutAll deletes every device of a user except keep ("" for none).
 func (s *Service) LogoutAll(lp, keep string) error {
-	return s.store.Update(func(tx *store.Tx) error { return tx.DeleteAllDevices(lp, keep) })
+	err := s.store.Update(func(tx *store.Tx) error { return tx.DeleteAllDevices(lp, keep) })
+	s.devicesDeleted(lp, err)
+	return err
+}
+
+// devicesDeleted tells OnDevicesDeleted about a deletion that committed.
+func (s *Service) devicesDeleted(lp string, err error) {
+	if err == nil && s.OnDevicesDeleted != nil {
+		s.OnDevicesDeleted(lp)
+	}
 }
 
 // SetPassword replaces a user's password; with logoutOthers every device
@@ -432,7 +446,7 @@ func (s *Service) SetPassword(lp, password string, logoutOthers bool, keep strin
 	if err != nil {
 		return err
 	}
-	return s.store.Update(func(tx *store.Tx) error {
+	err = s.store.Update(func(tx *store.Tx) error {
 		u, err := tx.User(lp)
 		if err != nil {
 			return err
@@ -446,6 +460,10 @@ func (s *Service) SetPassword(lp, password string, logoutOthers bool, keep strin
 		}
 		return nil
 	})
+	if logoutOthers {
+		s.devicesDeleted(lp, err)
+	}
+	return err
 }
 
 // Deactivate closes an account for good: no password, no devices; with
@@ -465,6 +483,7 @@ func (s *Service) Deactivate(lp string, erase bool) error {
 		}
 		return tx.DeleteAllDevices(lp, "")
 	})
+	s.devicesDeleted(lp, err)
 	if err == nil {
 		s.log.Info("account deactivated", "user", s.UserID(lp), "erase", erase)
 	}
@@ -514,7 +533,7 @@ func (s *Service) RenameDevice(lp, id, name string) error {
 // transaction. Device IDs the user does not have are skipped, as Synapse
 // does, so that a retried request succeeds.
 func (s *Service) DeleteDevices(lp string, ids []string) error {
-	return s.store.Update(func(tx *store.Tx) error {
+	err := s.store.Update(func(tx *store.Tx) error {
 		for _, id := range ids {
 			if err := tx.DeleteDevice(lp, id); err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
@@ -522,6 +541,8 @@ func (s *Service) DeleteDevices(lp string, ids []string) error {
 		}
 		return nil
 	})
+	s.devicesDeleted(lp, err)
+	return err
 }
 
 // User returns a local account, or M_NOT_FOUND.

@@ -11,6 +11,7 @@ import (
 
 	"hearth/server/filter"
 	"hearth/server/httpx"
+	"hearth/server/keys"
 	"hearth/server/mxerr"
 	"hearth/server/rooms"
 	"hearth/store"
@@ -27,14 +28,16 @@ type API struct {
 	notifier *Notifier
 	typing   *Typing
 	presence *Presence
+	keys     *keys.Service
 
 	mu      sync.Mutex                    // guards members
 	members map[string]*rooms.MemberCache // by user and device: lazy-loaded members sent
 }
 
 // New returns the sync API; presence can be turned off by the operator.
-func New(st *store.Store, rs *rooms.Service, n *Notifier, presence bool) *API {
-	a := &API{store: st, rooms: rs, notifier: n, members: map[string]*rooms.MemberCache{}}
+// ks answers the end-to-end encryption parts of a sync.
+func New(st *store.Store, rs *rooms.Service, n *Notifier, presence bool, ks *keys.Service) *API {
+	a := &API{store: st, rooms: rs, notifier: n, keys: ks, members: map[string]*rooms.MemberCache{}}
 	a.typing = NewTyping(func(roomID string) {
 		if members, err := rs.MemberIDs(roomID); err == nil {
 			n.Wake(members)
@@ -69,6 +72,7 @@ type syncResp struct {
 	AccountData *eventList       `json:"account_data,omitempty"`
 	ToDevice    *toDeviceList    `json:"to_device,omitempty"`
 	Presence    *presenceList    `json:"presence,omitempty"`
+	deviceListFields
 }
 
 // eventList is a sync section of non-room events.
@@ -155,6 +159,9 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 		if resp.ToDevice, err = a.pendingToDevice(r.Principal, since.Pos, req.Upto); err != nil {
 			return nil, err
 		}
+		if err := a.addDeviceLists(r.Principal, since.Pos, req.Upto, initial, resp); err != nil {
+			return nil, err
+		}
 		if resp.Presence, err = a.presenceSince(req.UserID, since.Presence, f.Presence); err != nil {
 			return nil, err
 		}
@@ -162,7 +169,7 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 			resp.Rooms = rs
 		}
 		remaining := time.Until(deadline)
-		if initial || req.FullState || resp.Rooms != nil || resp.AccountData != nil || resp.ToDevice != nil || resp.Presence != nil || remaining <= 0 {
+		if initial || req.FullState || resp.Rooms != nil || resp.AccountData != nil || resp.ToDevice != nil || resp.Presence != nil || resp.DeviceLists != nil || remaining <= 0 {
 			return resp, nil
 		}
 		if !a.notifier.Wait(r.Context(), req.UserID, gen, remaining) {
