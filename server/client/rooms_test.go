@@ -352,3 +352,26 @@ func TestRoomBadInput(t *testing.T) {
 		}
 	}
 }
+
+// Setting state to what it already is returns the same event, as Synapse
+// does (Complement "Setting state twice is idempotent", "Joining room
+// twice is idempotent").
+func TestIdenticalStateIsOneEvent(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	room := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	first := alice.Must(200, "PUT", roomPath(room, "/state/a.test/"), map[string]any{"a_key": "a_value"}).Str("event_id")
+	second := alice.Must(200, "PUT", roomPath(room, "/state/a.test/"), map[string]any{"a_key": "a_value"}).Str("event_id")
+	if first != second {
+		t.Fatalf("identical state made two events: %s, %s", first, second)
+	}
+	third := alice.Must(200, "PUT", roomPath(room, "/state/a.test/"), map[string]any{"a_key": "changed"}).Str("event_id")
+	if third == first {
+		t.Fatal("changed state was deduplicated")
+	}
+	before := len(alice.Must(200, "GET", roomPath(room, "/messages?dir=b&limit=100"), nil).JSON["chunk"].([]any))
+	alice.Must(200, "POST", roomPath(room, "/join"), map[string]any{})
+	if after := len(alice.Must(200, "GET", roomPath(room, "/messages?dir=b&limit=100"), nil).JSON["chunk"].([]any)); after != before {
+		t.Fatalf("joining twice added %d events", after-before)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"time"
 
@@ -189,6 +190,14 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 		if err != nil {
 			return err
 		}
+		if d.StateKey != nil {
+			// Setting state to what it already is, by the same sender,
+			// changes nothing: Synapse answers with the current event.
+			if id, same := s.sameState(tx, room, d); same {
+				existing = id
+				return nil
+			}
+		}
 		if d.Txn != nil {
 			if pos, err := tx.TxnEvent(d.Txn, room.NID); err == nil {
 				ev, err := s.eventAt(tx, room.Version, pos)
@@ -232,6 +241,24 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 	s.heads.add(pos, room.Version, 0, ev.JSON(), ev) // the next send's prev event
 	s.appended(pos, roomID)
 	return ev.ID(), nil
+}
+
+// sameState reports whether the room's current state event for d's type
+// and key was sent by d's sender with the same content, and its ID.
+func (s *Service) sameState(tx *store.Tx, room *store.Room, d *Draft) (string, bool) {
+	pos, err := tx.CurrentStateEvent(room.NID, store.StateKey{Type: d.Type, Key: *d.StateKey})
+	if err != nil {
+		return "", false
+	}
+	cur, err := s.eventAt(tx, room.Version, pos)
+	if err != nil || cur.Sender() != d.Sender || cur.Redacted() {
+		return "", false
+	}
+	var a, b any
+	if json.Unmarshal(cur.Content(), &a) != nil || json.Unmarshal(d.Content, &b) != nil {
+		return "", false
+	}
+	return cur.ID(), reflect.DeepEqual(a, b)
 }
 
 func (s *Service) appended(pos uint64, roomIDs ...string) {

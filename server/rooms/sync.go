@@ -264,7 +264,17 @@ func (s *Service) syncJoined(tx *store.Tx, req *SyncRequest, room *store.Room, j
 func (s *Service) syncLeft(tx *store.Tx, req *SyncRequest, room *store.Room, m store.Membership) (*LeftRoom, error) {
 	v, err := s.viewFor(tx, req.UserID, room.RoomID)
 	if err != nil {
-		return nil, nil // kicked before ever joining: nothing to show but the membership
+		// Never joined (a rejected or withdrawn invite, a kicked knock):
+		// the client is shown its own leave, so it drops the invite.
+		rd, err := newReader(tx, room, req.UserID, &m)
+		if err != nil {
+			return nil, err
+		}
+		ce, err := s.clientEventAt(tx, &view{room: room, until: m.Pos, rd: rd, device: req.DeviceID}, m.Pos)
+		if err != nil {
+			return nil, err
+		}
+		return &LeftRoom{Timeline: Timeline{Events: []*ClientEvent{ce}}, State: EventList{Events: []*ClientEvent{}}}, nil
 	}
 	v.device = req.DeviceID
 	since := req.Since

@@ -153,7 +153,7 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 		if err := a.addAccountData(r, req, f, rs, resp); err != nil {
 			return nil, err
 		}
-		if err := a.addTyping(req, f, since.Typing, rs); err != nil {
+		if err := a.addTyping(req, f, since.Typing, initial, rs); err != nil {
 			return nil, err
 		}
 		if resp.ToDevice, err = a.pendingToDevice(r.Principal, since.Pos, req.Upto); err != nil {
@@ -219,13 +219,13 @@ func (a *API) addAccountData(r *httpx.Request, req *rooms.SyncRequest, f *filter
 
 // addTyping adds m.typing to the joined rooms whose typing users changed
 // since the token's typing serial.
-func (a *API) addTyping(req *rooms.SyncRequest, f *filter.Filter, since uint64, rs *rooms.SyncRooms) error {
+func (a *API) addTyping(req *rooms.SyncRequest, f *filter.Filter, since uint64, initial bool, rs *rooms.SyncRooms) error {
 	joined, err := a.rooms.JoinedRooms(req.UserID)
 	if err != nil {
 		return err
 	}
 	for _, roomID := range joined {
-		users, changed := a.typing.Changed(roomID, since)
+		users, changed := a.typing.Changed(roomID, since, initial)
 		if !changed || !req.RoomAllowed(roomID) || !f.EphemeralFilter().Match(roomID, "m.typing", "", nil) {
 			continue
 		}

@@ -224,3 +224,22 @@ func TestSyncBadInput(t *testing.T) {
 		t.Fatalf("bad filter upload: %s", r)
 	}
 }
+
+// A rejected invite shows in rooms.leave with the leave event, so clients
+// drop the invite (Complement TestLeaveEventInviteRejection).
+func TestRejectedInviteInLeave(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	bob := s.Register(t, "bob", "pw")
+	room := createRoom(t, alice, map[string]any{"invite": []string{"@bob:localhost"}})
+	since := syncOnce(t, bob, "", 0, "").Str("next_batch")
+	bob.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(room)+"/leave", map[string]any{})
+	r := syncOnce(t, bob, since, 10000, "")
+	evs := timelineEvents(section(r, "leave", room))
+	if len(evs) != 1 || evs[0]["type"] != "m.room.member" || evs[0]["content"].(map[string]any)["membership"] != "leave" {
+		t.Fatalf("rejected invite in sync: %s", r)
+	}
+	if section(r, "invite", room) != nil {
+		t.Fatal("the rejected invite is still offered")
+	}
+}

@@ -86,12 +86,12 @@ func (t *Typing) expire(roomID, userID string, expiry time.Time) {
 }
 
 // Changed returns who is typing in roomID if that changed after serial
-// since (or, for since 0, if anyone is typing).
-func (t *Typing) Changed(roomID string, since uint64) ([]string, bool) {
+// since (on an initial sync: if anyone is typing).
+func (t *Typing) Changed(roomID string, since uint64, initial bool) ([]string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	rt := t.rooms[roomID]
-	if rt == nil || (since == 0 && len(rt.users) == 0) || (since != 0 && rt.serial <= since) {
+	if rt == nil || (initial && len(rt.users) == 0) || (!initial && rt.serial <= since) {
 		return nil, false
 	}
 	users := make([]string, 0, len(rt.users))

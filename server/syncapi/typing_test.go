@@ -67,3 +67,20 @@ func TestTyping(t *testing.T) {
 		}
 	}
 }
+
+// A sync from a token taken before anyone typed still sees typing stop
+// (Complement TestTyping/Typing_can_be_explicitly_stopped).
+func TestTypingStopFromOldToken(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	bob := s.Register(t, "bob", "pw")
+	room := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	bob.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(room)+"/join", map[string]any{})
+	token := syncOnce(t, bob, "", 0, "").Str("next_batch")
+	typing := "/_matrix/client/v3/rooms/" + url.PathEscape(room) + "/typing/@alice:localhost"
+	alice.Must(200, "PUT", typing, map[string]any{"typing": true, "timeout": 10000})
+	alice.Must(200, "PUT", typing, map[string]any{"typing": false})
+	if users, ok := typingUsers(syncOnce(t, bob, token, 0, ""), room); !ok || len(users) != 0 {
+		t.Fatal("typing stop not seen from a token older than the typing")
+	}
+}
