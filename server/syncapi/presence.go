@@ -1,6 +1,7 @@
 package syncapi
 
 import (
+	"encoding/json"
 	"slices"
 	"sync"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"hearth/server/filter"
 	"hearth/server/httpx"
 	"hearth/server/mxerr"
+	"hearth/server/rooms"
 )
 
 // idleAfter is how long an online user may go without activity before
@@ -132,13 +134,20 @@ func (p *Presence) contentLocked(u *userPresence) PresenceContent {
 }
 
 // Changed returns the presence of those of users whose presence changed
-// after serial since (every known one for since 0).
-func (p *Presence) Changed(users []string, since uint64) map[string]PresenceContent {
+// after serial since (every known one for since 0), and of those of
+// always whose presence is known at all: users the syncer newly shares a
+// room with, who are new to it whether or not they changed.
+func (p *Presence) Changed(users []string, since uint64, always []string) map[string]PresenceContent {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := map[string]PresenceContent{}
 	for _, id := range users {
 		if u := p.users[id]; u != nil && u.serial > since {
+			out[id] = p.contentLocked(u)
+		}
+	}
+	for _, id := range always {
+		if u := p.users[id]; u != nil {
 			out[id] = p.contentLocked(u)
 		}
 	}
@@ -181,6 +190,36 @@ func (a *API) getPresence(r *httpx.Request) (*PresenceContent, error) {
 	return &c, nil
 }
 
+// newlyShared returns the users a sync's timelines show joining a room
+// with the syncer, and everyone in the rooms the syncer joined.
+func (a *API) newlyShared(userID string, rs *rooms.SyncRooms) ([]string, error) {
+	var out []string
+	for roomID, jr := range rs.Join {
+		for _, ev := range jr.Timeline.Events {
+			if ev.Type != "m.room.member" || ev.StateKey == nil {
+				continue
+			}
+			var c struct {
+				Membership string `json:"membership"`
+			}
+			_ = json.Unmarshal(ev.Content, &c)
+			if c.Membership != "join" {
+				continue
+			}
+			if *ev.StateKey != userID {
+				out = append(out, *ev.StateKey)
+				continue
+			}
+			members, err := a.rooms.MemberIDs(roomID)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, members...)
+		}
+	}
+	return out, nil
+}
+
 type presenceEvent struct {
 	Type    string          `json:"type"`
 	Sender  string          `json:"sender"`
@@ -193,7 +232,7 @@ type presenceList struct {
 
 // presenceSince returns the presence changes after since of the user
 // themself and of everyone sharing a room with them, or nil.
-func (a *API) presenceSince(userID string, since uint64, f *filter.Event) (*presenceList, error) {
+func (a *API) presenceSince(userID string, since uint64, f *filter.Event, rs *rooms.SyncRooms) (*presenceList, error) {
 	if !a.presence.enabled {
 		return nil, nil
 	}
@@ -201,7 +240,11 @@ func (a *API) presenceSince(userID string, since uint64, f *filter.Event) (*pres
 	if err != nil {
 		return nil, err
 	}
-	changed := a.presence.Changed(append(peers, userID), since)
+	newPeers, err := a.newlyShared(userID, rs)
+	if err != nil {
+		return nil, err
+	}
+	changed := a.presence.Changed(append(peers, userID), since, newPeers)
 	if len(changed) == 0 {
 		return nil, nil
 	}

@@ -74,3 +74,22 @@ func TestPresenceOff(t *testing.T) {
 		t.Fatalf("sync carries presence while off: %s", r)
 	}
 }
+
+// Joining a room brings the presence of its members, and theirs of the
+// joiner, though nobody's presence changed (Complement TestSync "Newly
+// joined room includes presence in incremental sync").
+func TestPresenceOfNewRoomPeers(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	bob := s.Register(t, "bob", "pw")
+	room := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	aliceNext := syncOnce(t, alice, "", 0, "").Str("next_batch")
+	bobNext := syncOnce(t, bob, "", 0, "").Str("next_batch")
+	bob.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(room)+"/join", map[string]any{})
+	if r := syncOnce(t, bob, bobNext, 10000, "&set_presence=offline"); presenceOf(r, "@alice:localhost") == nil {
+		t.Fatalf("bob's sync after joining lacks alice's presence: %s", r)
+	}
+	if r := syncOnce(t, alice, aliceNext, 10000, "&set_presence=offline"); presenceOf(r, "@bob:localhost") == nil {
+		t.Fatalf("alice's sync after bob joined lacks his presence: %s", r)
+	}
+}
