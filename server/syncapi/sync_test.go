@@ -243,3 +243,26 @@ func TestRejectedInviteInLeave(t *testing.T) {
 		t.Fatal("the rejected invite is still offered")
 	}
 }
+
+// A knock shows in rooms.knock with stripped state, and moves to
+// rooms.invite when a member answers it with an invite.
+func TestKnockInSync(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	bob := s.Register(t, "bob", "pw")
+	room := createRoom(t, alice, map[string]any{"room_version": "7", "name": "Club", "initial_state": []any{
+		map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{"join_rule": "knock"}},
+	}})
+	since := syncOnce(t, bob, "", 0, "").Str("next_batch")
+	bob.Must(200, "POST", "/_matrix/client/v3/knock/"+url.PathEscape(room), map[string]any{})
+	r := syncOnce(t, bob, since, 10000, "")
+	k := section(r, "knock", room)
+	if k == nil || len(k["knock_state"].(map[string]any)["events"].([]any)) < 2 {
+		t.Fatalf("knock in sync: %s", r)
+	}
+	alice.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(room)+"/invite", map[string]any{"user_id": "@bob:localhost"})
+	r = syncOnce(t, bob, r.Str("next_batch"), 10000, "")
+	if section(r, "invite", room) == nil || section(r, "knock", room) != nil {
+		t.Fatalf("after the invite: %s", r)
+	}
+}
