@@ -52,14 +52,17 @@ func (tx *Tx) PutDeviceKeys(localpart, deviceID string, keys json.RawMessage) (u
 	return tx.RecordDeviceListChange(tx.localUserID(localpart))
 }
 
+// One-time key records are the upload sequence number (8 bytes), then
+// the key JSON: claims hand out the oldest key first, as Synapse does.
+
 // OneTimeKey returns one unclaimed one-time key ("algorithm:id"), or
 // ErrNotFound.
 func (tx *Tx) OneTimeKey(localpart, deviceID, keyID string) (json.RawMessage, error) {
 	v := tx.btx.Bucket(bucketOneTimeKeys).Get(append(keyPrefix(localpart, deviceID), keyID...))
-	if v == nil {
+	if len(v) < 8 {
 		return nil, ErrNotFound
 	}
-	return append(json.RawMessage(nil), v...), nil
+	return append(json.RawMessage(nil), v[8:]...), nil
 }
 
 // PutOneTimeKey stores an unclaimed one-time key under "algorithm:id".
@@ -67,7 +70,12 @@ func (tx *Tx) PutOneTimeKey(localpart, deviceID, keyID string, key json.RawMessa
 	if !strings.Contains(keyID, ":") {
 		return fmt.Errorf("store: one-time key ID %q has no algorithm", keyID)
 	}
-	return tx.btx.Bucket(bucketOneTimeKeys).Put(append(keyPrefix(localpart, deviceID), keyID...), key)
+	b := tx.btx.Bucket(bucketOneTimeKeys)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	return b.Put(append(keyPrefix(localpart, deviceID), keyID...), append(u64(seq), key...))
 }
 
 // OneTimeKeyCounts counts a device's unclaimed one-time keys by
@@ -97,9 +105,16 @@ type ClaimedKey struct {
 func (tx *Tx) ClaimKey(localpart, deviceID, algorithm string) (*ClaimedKey, error) {
 	prefix := append(keyPrefix(localpart, deviceID), algorithm+":"...)
 	b := tx.btx.Bucket(bucketOneTimeKeys)
-	if k, v := b.Cursor().Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) {
-		out := &ClaimedKey{KeyID: string(k[len(prefix)-len(algorithm)-1:]), Key: append(json.RawMessage(nil), v...)}
-		return out, b.Delete(k)
+	var oldestK, oldestV []byte
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(v) >= 8 && (oldestK == nil || binary.BigEndian.Uint64(v) < binary.BigEndian.Uint64(oldestV)) {
+			oldestK, oldestV = append([]byte(nil), k...), append([]byte(nil), v...)
+		}
+	}
+	if oldestK != nil {
+		out := &ClaimedKey{KeyID: string(oldestK[len(prefix)-len(algorithm)-1:]), Key: append(json.RawMessage(nil), oldestV[8:]...)}
+		return out, b.Delete(oldestK)
 	}
 	fb, err := tx.FallbackKey(localpart, deviceID, algorithm)
 	if err != nil {

@@ -522,3 +522,25 @@ func TestDeviceListsInSync(t *testing.T) {
 		}
 	})
 }
+
+// One-time keys are claimed oldest upload first, whatever their IDs
+// (Complement TestKeyClaimOrdering).
+func TestClaimOldestFirst(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := newDevice(s.Register(t, "alice", "pw"))
+	bob := s.Register(t, "bob", "pw")
+	alice.Must(200, "POST", "/_matrix/client/v3/keys/upload", map[string]any{
+		"device_keys": alice.deviceKeys(t), "one_time_keys": map[string]any{"signed_curve25519:1": alice.otk(t, false)},
+	})
+	alice.Must(200, "POST", "/_matrix/client/v3/keys/upload", map[string]any{
+		"one_time_keys": map[string]any{"signed_curve25519:0": alice.otk(t, false)},
+	})
+	claim := map[string]any{"one_time_keys": map[string]any{alice.UserID: map[string]string{alice.DeviceID: "signed_curve25519"}}}
+	for _, want := range []string{"signed_curve25519:1", "signed_curve25519:0"} {
+		r := bob.Must(200, "POST", "/_matrix/client/v3/keys/claim", claim)
+		keys, _ := get(r.JSON, "one_time_keys", alice.UserID, alice.DeviceID).(map[string]any)
+		if _, ok := keys[want]; !ok || len(keys) != 1 {
+			t.Fatalf("claim: got %v, want %s", keys, want)
+		}
+	}
+}
