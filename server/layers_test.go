@@ -34,6 +34,7 @@ var layers = map[string]int{
 	"hearth/store/storetest":    1,
 	"hearth/server/servertest":  5,
 	"hearth/server/processtest": 6,
+	"hearth/server/e2ee":        6, // tests only (build tag goolm), with a real E2EE client
 }
 
 // onlyImportedBy names outside packages that a single package wraps.
