@@ -145,12 +145,13 @@ type eventIDResp struct {
 
 // readContent reads an event content body: any JSON object.
 func readContent(r *httpx.Request) (json.RawMessage, error) {
-	var obj map[string]json.RawMessage
-	if err := httpx.DecodeJSON(r.Body(), &obj); err != nil {
+	// DecodeJSON has checked it is a JSON object; the event builder
+	// canonicalises it, so the bytes need no decoding into a map.
+	var raw json.RawMessage
+	if err := httpx.DecodeJSON(r.Body(), &raw); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(obj)
-	return b, err
+	return raw, nil
 }
 
 // sendMessage is PUT /rooms/{roomId}/send/{eventType}/{txnId}: idempotent
