@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -29,6 +30,7 @@ import (
 
 	"golang.org/x/term"
 
+	"hearth/media"
 	"hearth/server"
 	"hearth/server/accounts"
 	"hearth/server/bench"
@@ -129,6 +131,9 @@ func serve(args []string) error {
 	secret := fs.String("registration-shared-secret", "", "enable Synapse's shared-secret registration API with this secret")
 	noRate := fs.Bool("no-rate-limit", false, "turn rate limiting off (for test suites)")
 	noPresence := fs.Bool("no-presence", false, "turn presence off: nobody is shown online")
+	legacyMedia := fs.Bool("legacy-media", false, "also serve local media on the deprecated unauthenticated /_matrix/media download endpoints, for old clients")
+	maxUpload := fs.Int64("max-upload-size", media.DefaultMaxUploadSize, "largest media upload in bytes")
+	allowPrivate := fs.Bool("allow-private-addresses", false, "let outbound requests (URL previews) reach private, loopback and link-local addresses")
 	complement := fs.Bool("complement", false, "run as Complement's homeserver image expects (SERVER_NAME, 0.0.0.0:8008, open registration)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -140,7 +145,8 @@ func serve(args []string) error {
 	cfg := server.Config{
 		DataDir: c.data, ServerName: c.serverName, HTTPAddr: *httpAddr, PublicURL: strings.TrimRight(*publicURL, "/"),
 		OpenRegistration: *openReg, RegistrationSharedSecret: *secret, NoRateLimit: *noRate, NoPresence: *noPresence,
-		Version: version, Log: log,
+		Version: version, Log: log, LegacyMedia: *legacyMedia, MaxUploadSize: *maxUpload,
+		AllowPrivateAddresses: *allowPrivate,
 	}
 	if *complement {
 		// Complement sets only SERVER_NAME; the rest is what it expects of
@@ -154,6 +160,12 @@ func serve(args []string) error {
 		cfg.Argon2 = accounts.CheapArgon2
 	}
 
+	// A heap twice the live data between collections, not the default
+	// equal: about a fifth less CPU per sent message, for a few MB more
+	// resident. An operator's GOGC still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(200)
+	}
 	// Catch signals before the listener opens: a supervisor may send
 	// SIGTERM as soon as the server answers, and the default action would
 	// kill it without closing the database.

@@ -17,17 +17,21 @@ import (
 var layers = map[string]int{
 	"hearth/store":           0,
 	"hearth/server/mxerr":    0,
+	"hearth/media/thumbnail": 0, // a pure image library: imports nothing of Hearth
 	"hearth/server/httpx":    1,
 	"hearth/server/accounts": 1,
 	"hearth/server/pdu":      1,
 	"hearth/server/filter":   1,
 	"hearth/server/bench":    1, // a plain Client-Server API client: imports nothing of Hearth
+	"hearth/server/netguard": 1, // the SSRF-guarded outbound HTTP client
 	"hearth/server/rooms":    2,
 	"hearth/server/keys":     2,
 	"hearth/server/client":   3,
 	"hearth/server/syncapi":  3,
 	"hearth/server/backup":   3,
 	"hearth/admin":           3,
+	"hearth/media":           3,
+	"hearth/media/preview":   3,
 	"hearth/server":          4,
 	"hearth":                 5,
 	// Test support sits above everything it starts.
@@ -41,6 +45,7 @@ var layers = map[string]int{
 var onlyImportedBy = map[string]string{
 	"github.com/valyala/fasthttp":             "hearth/server/httpx",
 	"github.com/matrix-org/gomatrixserverlib": "hearth/server/pdu",
+	"github.com/disintegration/imaging":       "hearth/media/thumbnail",
 }
 
 func TestImportsPointOneWay(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"hearth/admin"
+	"hearth/media"
+	"hearth/media/preview"
 	"hearth/server/accounts"
 	"hearth/server/backup"
 	"hearth/server/client"
@@ -44,6 +47,16 @@ type Config struct {
 	AccessTokenLifetime      time.Duration // of refreshable tokens; 0 for the default
 	Version                  string
 	Log                      *slog.Logger
+	// LegacyMedia serves local media on the deprecated unauthenticated
+	// /_matrix/media download endpoints too (--legacy-media).
+	LegacyMedia bool
+	// MaxUploadSize bounds one media upload in bytes; 0 for the default.
+	MaxUploadSize int64
+	// MediaQuota bounds the media bytes one user may upload; 0 for none.
+	MediaQuota int64
+	// AllowPrivateAddresses lets outbound requests (URL previews) reach
+	// private, loopback and link-local addresses (--allow-private-addresses).
+	AllowPrivateAddresses bool
 }
 
 // Server is a running homeserver.
@@ -54,6 +67,7 @@ type Server struct {
 	accounts   *accounts.Service
 	rooms      *rooms.Service
 	notifier   *syncapi.Notifier
+	media      *media.Service
 	keys       *keys.Service
 	httpSrv    *httpx.Server
 	signingKey ed25519.PrivateKey
@@ -109,8 +123,27 @@ func Open(cfg Config) (*Server, error) {
 	mux.Handle("/_matrix/client", s.keys.Routes())
 	mux.Handle("/_matrix/client", syncapi.New(st, s.rooms, s.notifier, !cfg.NoPresence, s.keys).Routes())
 	mux.Handle("/_matrix/client", backup.New(st).Routes())
+	repo, err := media.New(media.Config{ServerName: cfg.ServerName, DataDir: cfg.DataDir,
+		MaxUploadSize: cfg.MaxUploadSize, Quota: cfg.MediaQuota, Legacy: cfg.LegacyMedia}, st, cfg.Log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.media = repo
+	mux.Handle("/_matrix/media", repo.Routes())
+	mux.Handle("/_matrix/client", repo.ClientRoutes())
+	previews := preview.New(preview.Config{
+		AllowPrivate: cfg.AllowPrivateAddresses, NoRateLimit: cfg.NoRateLimit, Log: cfg.Log,
+		StoreImage: func(_ context.Context, userID, contentType string, body io.Reader) (string, error) {
+			return repo.StoreLocal(userID, contentType, "preview", body)
+		},
+	})
+	mux.Handle("/_matrix/media", previews.Routes())
+	mux.Handle("/_matrix/client", previews.ClientRoutes())
 	mux.Handle("", api.WellKnownRoutes())
 	mux.Handle("/_synapse/admin", admin.New(s.accounts, cfg.RegistrationSharedSecret).Routes())
+	// Uploads stream to disk; fasthttp buffers bodies up to this limit
+	// before streaming the rest, so it stays at the JSON routes' size.
 	s.httpSrv = httpx.NewServer(mux, s.authenticate, cfg.Log, httpx.DefaultMaxBody)
 	return s, nil
 }
@@ -270,6 +303,7 @@ func (s *Server) Errors() <-chan error { return s.serveErr }
 // and closes the database cleanly.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.httpSrv.Shutdown(ctx)
+	s.media.Close() // thumbnails being written, before the data goes away
 	return errors.Join(err, s.store.Close())
 }
 

@@ -118,6 +118,15 @@ var (
 	// bucketDeviceLists maps a stream position to the user ID whose
 	// devices or keys changed there.
 	bucketDeviceLists = []byte("pos_userid_devicelistchange")
+
+	// The media repository (see media.go).
+
+	// bucketMedia maps origin server name 0x00 media ID to a JSON Media
+	// record; the content is a file named by its SHA-256.
+	bucketMedia = []byte("origin_mediaid_media")
+	// bucketMediaUsage maps a user ID to the bytes of media they uploaded
+	// (8 bytes), for the per-user quota.
+	bucketMediaUsage = []byte("userid_mediabytes")
 )
 
 // allBuckets lists every bucket the current schema has.
@@ -130,6 +139,7 @@ var allBuckets = [][]byte{
 	bucketRelations, bucketThreads, bucketRedactions, bucketEventTxns,
 	bucketBackupVersions, bucketBackupKeys,
 	bucketDeviceKeys, bucketOneTimeKeys, bucketFallbackKeys, bucketCrossSigning, bucketKeySignatures, bucketDeviceLists,
+	bucketMedia, bucketMediaUsage,
 }
 
 // appendOnly lists the buckets keyed by stream position alone, whose new

@@ -104,6 +104,8 @@ var migrations = []func(tx *bolt.Tx) error{
 	createBuckets,
 	// 10 → 11: end-to-end encryption keys and device-list changes.
 	createBuckets,
+	// 11 → 12: the media repository.
+	createBuckets,
 }
 
 // createBuckets creates every bucket of the current schema that is missing.

@@ -16,7 +16,7 @@ func TestVersionsAndCapabilities(t *testing.T) {
 	for _, v := range r.JSON["versions"].([]any) {
 		versions = append(versions, v.(string))
 	}
-	for _, want := range []string{"r0.6.1", "v1.1", "v1.10"} {
+	for _, want := range []string{"r0.6.1", "v1.1", "v1.10", "v1.11"} {
 		if !slices.Contains(versions, want) {
 			t.Errorf("versions lack %s: %v", want, versions)
 		}

@@ -1,10 +1,13 @@
 package httpx
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/valyala/fasthttp"
 
@@ -36,6 +39,10 @@ type Request struct {
 	Principal *Principal // nil on NoAuth routes and anonymous OptionalAuth calls
 	RemoteIP  string
 	Log       *slog.Logger
+
+	body    []byte        // the body read by serveRoute, unless the route streams it
+	bodyBuf *bytes.Buffer // from bodyPool, returned when the handler is done
+	maxBody int           // the route's body limit
 }
 
 // Context is cancelled when the server shuts down.
@@ -79,7 +86,81 @@ func (r *Request) HasQuery(name string) bool { return r.ctx.QueryArgs().Has(name
 func (r *Request) Header(name string) string { return string(r.ctx.Request.Header.Peek(name)) }
 
 // Body returns the raw request body; valid only until the handler returns.
-func (r *Request) Body() []byte { return r.ctx.PostBody() }
+// It is empty on StreamBody routes.
+func (r *Request) Body() []byte { return r.body }
+
+// ContentLength returns the declared length of the body, or -1 when the
+// client did not declare one (chunked).
+func (r *Request) ContentLength() int64 {
+	if cl := r.ctx.Request.Header.ContentLength(); cl >= 0 {
+		return int64(cl)
+	}
+	return -1
+}
+
+// BodyReader streams the body of a StreamBody route. Reading past the
+// route's MaxBody fails with 413 M_TOO_LARGE, so a chunked upload cannot
+// outgrow the limit either. Valid only until the handler returns.
+func (r *Request) BodyReader() io.Reader {
+	var src io.Reader = bytes.NewReader(r.body)
+	if st := r.ctx.RequestBodyStream(); st != nil {
+		src = st
+	} else if r.body == nil {
+		src = bytes.NewReader(r.ctx.PostBody())
+	}
+	return &limitedBody{r: src, left: int64(r.maxBody), want: r.ContentLength()}
+}
+
+// limitedBody is an io.Reader that fails with M_TOO_LARGE past its limit.
+type limitedBody struct {
+	r    io.Reader
+	left int64
+	want int64 // the declared length, -1 for none
+	got  int64
+}
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return 0, mxerr.TooLarge("Request body is too large")
+	}
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	l.got += int64(n)
+	if l.left < 0 {
+		return n, mxerr.TooLarge("Request body is too large")
+	}
+	// A client that hangs up mid-body must not look like a short upload.
+	if err == io.EOF && l.want >= 0 && l.got < l.want {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// bodyPool recycles the buffers request bodies are read into.
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// readBody reads a whole body of at most limit bytes into a pooled buffer.
+func (r *Request) readBody(limit int) error {
+	st := r.ctx.RequestBodyStream()
+	if st == nil {
+		r.body = r.ctx.PostBody()
+		return nil
+	}
+	buf := bodyPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	r.bodyBuf = buf
+	if _, err := buf.ReadFrom(&limitedBody{r: st, left: int64(limit)}); err != nil {
+		if _, ok := mxerr.As(err); ok {
+			return err
+		}
+		return mxerr.Unknown("Could not read the request body")
+	}
+	r.body = buf.Bytes()
+	return nil
+}
 
 // Handler serves one route. It returns the response body, marshalled as
 // JSON with status 200 (nil renders as {}), or an error: a *mxerr.Error is

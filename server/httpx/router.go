@@ -32,6 +32,9 @@ type Route struct {
 	Limit *Limiter
 	// MaxBody overrides DefaultMaxBody for this route.
 	MaxBody int
+	// StreamBody leaves the body unread for the handler to stream through
+	// Request.BodyReader (uploads); Body is then empty.
+	StreamBody bool
 }
 
 // node is a segment trie: static children are preferred to a parameter.

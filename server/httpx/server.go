@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -21,6 +22,10 @@ import (
 
 	"hearth/server/mxerr"
 )
+
+// drainOversize is the largest refused body that is read to its end
+// before the 413 is sent.
+const drainOversize = 4 << 20
 
 // DefaultMaxBody is the body size limit of a route that sets none. The
 // spec's largest JSON object, an event, is 65,536 bytes; key uploads with
@@ -55,8 +60,12 @@ func NewServer(mux *Mux, auth Authenticator, log *slog.Logger, maxBody int) *Ser
 		WriteTimeout:                 60 * time.Second,
 		IdleTimeout:                  120 * time.Second,
 		DisablePreParseMultipartForm: true,
-		CloseOnShutdown:              true,
-		Logger:                       fasthttpLogger{log},
+		// Streamed, so that a media upload goes to disk as it arrives
+		// instead of sitting in memory; serveRoute reads the bodies of
+		// other routes itself, bounded by their MaxBody.
+		StreamRequestBody: true,
+		CloseOnShutdown:   true,
+		Logger:            fasthttpLogger{log},
 	}
 	return s
 }
@@ -106,8 +115,18 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	pattern = rt.Method + " " + rt.Path
 	r.route, r.params = rt, params
 	resp, err := s.serveRoute(r, rt)
+	if r.bodyBuf != nil {
+		bodyPool.Put(r.bodyBuf)
+		r.body, r.bodyBuf = nil, nil
+	}
 	if err != nil {
 		writeError(ctx, r, err)
+		return
+	}
+	if f, ok := resp.(*File); ok {
+		if err := writeFile(ctx, f); err != nil {
+			writeError(ctx, r, err)
+		}
 		return
 	}
 	body, err := marshalBody(resp)
@@ -125,8 +144,21 @@ func (s *Server) serveRoute(r *Request, rt *Route) (any, error) {
 	if limit == 0 {
 		limit = DefaultMaxBody
 	}
-	if len(r.ctx.PostBody()) > limit {
+	// A declared length over the limit is refused without being kept. A
+	// modest excess is read and dropped first, so the client, still
+	// sending, gets the 413 instead of a reset connection; a huge body is
+	// cut off.
+	if cl := r.ctx.Request.Header.ContentLength(); cl > limit {
+		if st := r.ctx.RequestBodyStream(); st != nil && cl <= drainOversize {
+			_, _ = io.Copy(io.Discard, io.LimitReader(st, int64(cl)))
+		}
 		return nil, mxerr.TooLarge("Request body is larger than %d bytes", limit)
+	}
+	r.maxBody = limit
+	if !rt.StreamBody {
+		if err := r.readBody(limit); err != nil {
+			return nil, err
+		}
 	}
 	if ok, wait := rt.Limit.Allow("ip:"+r.RemoteIP, time.Now()); !ok {
 		return nil, mxerr.LimitExceeded(wait)

@@ -35,6 +35,13 @@ type Options struct {
 	DataDir             string // reuse a data directory; "" for a new temporary one
 	ServerName          string // default "localhost"
 	NoPresence          bool
+	LegacyMedia         bool  // serve local media on the unauthenticated endpoints
+	MaxUploadSize       int64 // 0 for the default
+	MediaQuota          int64 // per user, 0 for none
+	// SSRFGuard refuses outbound requests to private and loopback
+	// addresses, as production does; off, tests can serve pages to the
+	// server from 127.0.0.1.
+	SSRFGuard bool
 }
 
 // Server is a running test server.
@@ -72,6 +79,8 @@ func (s *Server) start(t testing.TB) {
 		PublicURL: s.opts.PublicURL, OpenRegistration: !s.opts.ClosedRegistration,
 		RegistrationSharedSecret: s.opts.SharedSecret, NoRateLimit: !s.opts.RateLimit,
 		Argon2: argon, AccessTokenLifetime: s.opts.AccessTokenLifetime, Log: testLogger(), NoPresence: s.opts.NoPresence,
+		LegacyMedia: s.opts.LegacyMedia, MaxUploadSize: s.opts.MaxUploadSize, MediaQuota: s.opts.MediaQuota,
+		AllowPrivateAddresses: !s.opts.SSRFGuard,
 	})
 	if err != nil {
 		t.Fatalf("open server: %v", err)
