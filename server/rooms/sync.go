@@ -140,7 +140,10 @@ func (s *Service) Sync(req *SyncRequest) (*SyncRooms, error) {
 			return err
 		}
 		for _, m := range ms {
-			if m.Forgotten || m.Pos > req.Upto {
+			// A forgotten room is gone from initial syncs, but its leave
+			// still reaches a sync from before it, so the user's other
+			// devices learn of it.
+			if m.Forgotten && (req.Since == 0 || m.Pos <= req.Since) || m.Pos > req.Upto {
 				continue
 			}
 			room, err := tx.RoomByNID(m.RoomNID)

@@ -266,3 +266,21 @@ func TestKnockInSync(t *testing.T) {
 		t.Fatalf("after the invite: %s", r)
 	}
 }
+
+// Forgetting a room right after leaving does not hide the leave from a
+// sync that started before it (Complement TestRoomForget).
+func TestForgottenRoomLeaveStillSynced(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	room := createRoom(t, alice, map[string]any{})
+	before := syncOnce(t, alice, "", 0, "").Str("next_batch")
+	alice.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(room)+"/leave", map[string]any{})
+	alice.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(room)+"/forget", nil)
+	r := syncOnce(t, alice, before, 0, "")
+	if section(r, "leave", room) == nil {
+		t.Fatalf("leave of a forgotten room missing from an older sync: %s", r)
+	}
+	if r := syncOnce(t, alice, "", 0, "&filter="+url.QueryEscape(`{"room":{"include_leave":true}}`)); section(r, "leave", room) != nil {
+		t.Fatal("a forgotten room came back in an initial sync")
+	}
+}
