@@ -123,10 +123,10 @@ func Parse(js []byte) (*Filter, error) {
 	return f, nil
 }
 
-// TimelineLimit returns the filter's timeline limit, or def.
+// TimelineLimit returns the filter's timeline limit (at most 1,000), or def.
 func (f *Filter) TimelineLimit(def int) int {
-	if f != nil && f.Room != nil && f.Room.Timeline != nil && f.Room.Timeline.Limit != nil && *f.Room.Timeline.Limit > 0 {
-		return *f.Room.Timeline.Limit
+	if f != nil && f.Room != nil && f.Room.Timeline != nil && f.Room.Timeline.Limit != nil && *f.Room.Timeline.Limit >= 0 {
+		return min(*f.Room.Timeline.Limit, 1000) // 0 is allowed: no timeline, state only
 	}
 	return def
 }

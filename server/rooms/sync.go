@@ -3,6 +3,7 @@ package rooms
 import (
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -295,10 +296,7 @@ func (s *Service) syncLeft(tx *store.Tx, req *SyncRequest, room *store.Room, m s
 // syncTimeline returns the newest visible events of a room in (since,
 // upto] and the stored form of the first of them.
 func (s *Service) syncTimeline(tx *store.Tx, v *view, req *SyncRequest, room *store.Room, since, upto uint64) (*Timeline, *store.StoredEvent, error) {
-	limit := req.TimelineLimit
-	if limit <= 0 {
-		limit = 10
-	}
+	limit := max(req.TimelineLimit, 0)
 	recs, limited, err := tx.RoomStream(room.NID, since, upto, limit)
 	if err != nil {
 		return nil, nil, err
@@ -332,6 +330,10 @@ func (s *Service) syncTimeline(tx *store.Tx, v *view, req *SyncRequest, room *st
 		if first == nil {
 			first = recs[0]
 		}
+	} else if limited {
+		// An empty timeline (limit 0) that left events out: /messages
+		// pages back from the end of the window.
+		tl.PrevBatch = "s" + strconv.FormatUint(upto, 10)
 	}
 	return tl, first, nil
 }
@@ -400,7 +402,10 @@ func (s *Service) syncState(tx *store.Tx, v *view, req *SyncRequest, room *store
 		if err != nil {
 			return nil, err
 		}
-		if sk.Type != "m.room.member" || !req.LazyMembers {
+		// The user's own membership is always sent: a client needs it
+		// whatever its state filter.
+		own := sk.Type == "m.room.member" && sk.Key == req.UserID
+		if !own && (sk.Type != "m.room.member" || !req.LazyMembers) {
 			if !req.State.Match(room.RoomID, ce.Type, ce.Sender, ce.Content) {
 				continue
 			}

@@ -284,3 +284,32 @@ func TestForgottenRoomLeaveStillSynced(t *testing.T) {
 		t.Fatal("a forgotten room came back in an initial sync")
 	}
 }
+
+// A timeline limit of 0 gives an empty, limited timeline and the whole
+// state, with a prev_batch to page back from (Complement
+// TestArchivedRoomsHistory "timeline is empty").
+func TestZeroTimelineLimit(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	room := createRoom(t, alice, map[string]any{"name": "Quiet"})
+	send(t, alice, room, "one")
+	r := syncOnce(t, alice, "", 0, "&filter="+url.QueryEscape(`{"room":{"timeline":{"limit":0}}}`))
+	jr := section(r, "join", room)
+	tl := jr["timeline"].(map[string]any)
+	if len(tl["events"].([]any)) != 0 || tl["limited"] != true || tl["prev_batch"] == "" {
+		t.Fatalf("timeline with limit 0: %v", tl)
+	}
+	page := alice.Must(200, "GET", "/_matrix/client/v3/rooms/"+url.PathEscape(room)+"/messages?dir=b&limit=1&from="+url.QueryEscape(tl["prev_batch"].(string)), nil)
+	if c := page.JSON["chunk"].([]any); len(c) != 1 || c[0].(map[string]any)["content"].(map[string]any)["body"] != "one" {
+		t.Fatalf("paging back from prev_batch: %s", page)
+	}
+	names := 0
+	for _, e := range jr["state"].(map[string]any)["events"].([]any) {
+		if e.(map[string]any)["type"] == "m.room.name" {
+			names++
+		}
+	}
+	if names != 1 {
+		t.Fatal("the state lacks the room name")
+	}
+}
