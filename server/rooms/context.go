@@ -60,16 +60,11 @@ func (s *Service) EventContext(userID, roomID, eventID string, limit int, f *fil
 				for i, e := range entries {
 					cursor = &entries[i].Token
 					*token = topoToken(cursor)
-					if ok, err := v.visible(e.Event); err != nil {
-						return err
-					} else if !ok {
-						continue
-					}
-					ce, err := s.clientEvent(tx, v, e.Event)
+					ce, err := s.shown(tx, v, e.Event, f)
 					if err != nil {
 						return err
 					}
-					if f.Match(ce.RoomID, ce.Type, ce.Sender, ce.Content) {
+					if ce != nil {
 						*into = append(*into, ce)
 					}
 				}

@@ -392,19 +392,13 @@ func (s *Service) Messages(userID, roomID string, q MessagesQuery) (*Page, error
 					page.Start = topoToken(&t)
 				}
 				cursor = &entries[i].Token
-				if ok, err := v.visible(e.Event); err != nil {
-					return err
-				} else if !ok {
-					continue
-				}
-				ce, err := s.clientEvent(tx, v, e.Event)
+				ce, err := s.shown(tx, v, e.Event, q.Filter)
 				if err != nil {
 					return err
 				}
-				if !q.Filter.Match(ce.RoomID, ce.Type, ce.Sender, ce.Content) {
-					continue
+				if ce != nil {
+					page.Chunk = append(page.Chunk, ce)
 				}
-				page.Chunk = append(page.Chunk, ce)
 			}
 		}
 		more, err := tx.Timeline(v.room.NID, cursor, dir, 1)
@@ -485,6 +479,19 @@ func joinedRooms(tx *store.Tx, userID string) ([]*store.Room, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// shown formats rec for the viewer when they may see it and it passes f,
+// and returns nil otherwise.
+func (s *Service) shown(tx *store.Tx, v *view, rec *store.StoredEvent, f *filter.RoomEvent) (*ClientEvent, error) {
+	if ok, err := v.visible(rec); err != nil || !ok {
+		return nil, err
+	}
+	ce, err := s.clientEvent(tx, v, rec)
+	if err != nil || !f.Match(ce.RoomID, ce.Type, ce.Sender, ce.Content) {
+		return nil, err
+	}
+	return ce, nil
 }
 
 // clientEventAt formats the event at a position for a viewer.

@@ -304,16 +304,11 @@ func (s *Service) syncTimeline(tx *store.Tx, v *view, req *SyncRequest, room *st
 	tl := &Timeline{Events: []*ClientEvent{}, Limited: limited}
 	var first *store.StoredEvent
 	for _, rec := range recs {
-		if ok, err := v.visible(rec); err != nil {
-			return nil, nil, err
-		} else if !ok {
-			continue
-		}
-		ce, err := s.clientEvent(tx, v, rec)
+		ce, err := s.shown(tx, v, rec, req.Timeline)
 		if err != nil {
 			return nil, nil, err
 		}
-		if !req.Timeline.Match(ce.RoomID, ce.Type, ce.Sender, ce.Content) || ce.StateKey == nil && req.Ignored[ce.Sender] {
+		if ce == nil || ce.StateKey == nil && req.Ignored[ce.Sender] {
 			continue
 		}
 		if first == nil {
