@@ -133,7 +133,12 @@ func serve(args []string) error {
 	noPresence := fs.Bool("no-presence", false, "turn presence off: nobody is shown online")
 	legacyMedia := fs.Bool("legacy-media", false, "also serve local media on the deprecated unauthenticated /_matrix/media download endpoints, for old clients")
 	maxUpload := fs.Int64("max-upload-size", media.DefaultMaxUploadSize, "largest media upload in bytes")
-	allowPrivate := fs.Bool("allow-private-addresses", false, "let outbound requests (URL previews) reach private, loopback and link-local addresses")
+	allowPrivate := fs.Bool("allow-private-addresses", false, "let outbound requests (URL previews, federation) reach private, loopback and link-local addresses")
+	fedAddr := fs.String("federation", "", `HTTPS listener for federation (and the client and media APIs); default ":8448" when --tls-cert is set`)
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the HTTPS listener")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	trustCA := fs.String("trust-ca", "", "PEM CA trusted, besides the system roots, for outbound federation TLS")
+	noFed := fs.Bool("no-federation", false, "a closed server: no federation listener, no federation or key API")
 	complement := fs.Bool("complement", false, "run as Complement's homeserver image expects (SERVER_NAME, 0.0.0.0:8008, open registration)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -147,6 +152,11 @@ func serve(args []string) error {
 		OpenRegistration: *openReg, RegistrationSharedSecret: *secret, NoRateLimit: *noRate, NoPresence: *noPresence,
 		Version: version, Log: log, LegacyMedia: *legacyMedia, MaxUploadSize: *maxUpload,
 		AllowPrivateAddresses: *allowPrivate,
+		FederationAddr:        *fedAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TrustCAFile: *trustCA,
+		NoFederation: *noFed,
+	}
+	if cfg.FederationAddr == "" && cfg.TLSCertFile != "" {
+		cfg.FederationAddr = ":8448"
 	}
 	if *complement {
 		// Complement sets only SERVER_NAME; the rest is what it expects of
@@ -158,6 +168,9 @@ func serve(args []string) error {
 		cfg.OpenRegistration, cfg.NoRateLimit = true, true
 		cfg.RegistrationSharedSecret = "complement"
 		cfg.Argon2 = accounts.CheapArgon2
+		if err := server.ComplementTLS(&cfg, "/complement/ca"); err != nil {
+			return err
+		}
 	}
 
 	// A heap twice the live data between collections, not the default

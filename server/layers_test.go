@@ -32,6 +32,7 @@ var layers = map[string]int{
 	"hearth/admin":           3,
 	"hearth/media":           3,
 	"hearth/media/preview":   3,
+	"hearth/federation":      3,
 	"hearth/server":          4,
 	"hearth":                 5,
 	// Test support sits above everything it starts.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"hearth/admin"
+	"hearth/federation"
 	"hearth/media"
 	"hearth/media/preview"
 	"hearth/server/accounts"
@@ -57,6 +59,17 @@ type Config struct {
 	// AllowPrivateAddresses lets outbound requests (URL previews) reach
 	// private, loopback and link-local addresses (--allow-private-addresses).
 	AllowPrivateAddresses bool
+	// FederationAddr is the HTTPS listener (federation, keys, and the
+	// client and media APIs too), "" for none; it needs TLSCertFile and
+	// TLSKeyFile.
+	FederationAddr string
+	TLSCertFile    string
+	TLSKeyFile     string
+	// TrustCAFile is a PEM CA trusted, besides the system roots, for
+	// outbound federation TLS (--trust-ca).
+	TrustCAFile string
+	// NoFederation serves no federation or key API (--no-federation).
+	NoFederation bool
 }
 
 // Server is a running homeserver.
@@ -69,14 +82,17 @@ type Server struct {
 	notifier   *syncapi.Notifier
 	media      *media.Service
 	keys       *keys.Service
+	federation *federation.Service // nil with NoFederation
+	tlsConfig  *tls.Config         // of the HTTPS listener, nil for none
 	httpSrv    *httpx.Server
 	signingKey ed25519.PrivateKey
 	keyID      string
 	bootstrap  string // one-time registration token for the first admin, if any
 
-	mu        sync.Mutex // guards listeners
-	listeners []net.Listener
-	serveErr  chan error
+	mu          sync.Mutex // guards listeners, tlsListener
+	listeners   []net.Listener
+	tlsListener net.Listener // the HTTPS listener among listeners, if any
+	serveErr    chan error
 }
 
 // Open opens the data directory and prepares the server without listening.
@@ -142,9 +158,16 @@ func Open(cfg Config) (*Server, error) {
 	mux.Handle("/_matrix/client", previews.ClientRoutes())
 	mux.Handle("", api.WellKnownRoutes())
 	mux.Handle("/_synapse/admin", admin.New(s.accounts, cfg.RegistrationSharedSecret).Routes())
+	if err := s.openFederation(mux); err != nil {
+		st.Close()
+		return nil, err
+	}
 	// Uploads stream to disk; fasthttp buffers bodies up to this limit
 	// before streaming the rest, so it stays at the JSON routes' size.
 	s.httpSrv = httpx.NewServer(mux, s.authenticate, cfg.Log, httpx.DefaultMaxBody)
+	if s.federation != nil {
+		s.httpSrv.SetServerAuth(s.federation.Authenticate)
+	}
 	return s, nil
 }
 
@@ -271,6 +294,9 @@ func (s *Server) authenticate(token, ip string, allowExpired bool) (*httpx.Princ
 
 // Start opens the configured listeners and serves them in the background.
 func (s *Server) Start() error {
+	if err := s.startTLS(); err != nil {
+		return err
+	}
 	if s.cfg.HTTPAddr == "" {
 		return nil
 	}
@@ -290,10 +316,12 @@ func (s *Server) Start() error {
 func (s *Server) Addr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.listeners) == 0 {
-		return ""
+	for _, ln := range s.listeners {
+		if ln != s.tlsListener {
+			return ln.Addr().String()
+		}
 	}
-	return s.listeners[0].Addr().String()
+	return ""
 }
 
 // Errors reports a listener that stopped on its own.

@@ -23,6 +23,11 @@ type Principal struct {
 	Expired   bool // only on ExpiredOK routes: the token has expired
 }
 
+// ServerAuthenticator verifies the X-Matrix authentication of a request to a
+// ServerAuth route and returns the requesting server's name; an error is
+// a Matrix error (401 M_UNAUTHORIZED) shown to the caller.
+type ServerAuthenticator func(r *Request) (origin string, err error)
+
 // Authenticator resolves an access token. It returns a Matrix error
 // (M_UNKNOWN_TOKEN, with soft_logout for an expired token unless
 // allowExpired) when the token is not valid.
@@ -37,6 +42,7 @@ type Request struct {
 	params    []param
 	ID        string     // request ID, also in the log and in 500 responses
 	Principal *Principal // nil on NoAuth routes and anonymous OptionalAuth calls
+	Origin    string     // the verified requesting server on ServerAuth routes, else ""
 	RemoteIP  string
 	Log       *slog.Logger
 
@@ -53,6 +59,10 @@ func (r *Request) Method() string { return string(r.ctx.Method()) }
 
 // Path returns the raw request path, as the client sent it.
 func (r *Request) Path() string { return string(r.ctx.URI().PathOriginal()) }
+
+// RequestURI returns the path and query exactly as the client sent them,
+// as a federation request's signature covers them.
+func (r *Request) RequestURI() string { return string(r.ctx.Request.Header.RequestURI()) }
 
 // Route names the matched route and its parameters, e.g.
 // "DELETE /v3/devices/{deviceId} deviceId=ABC": the same for every prefix

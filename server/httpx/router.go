@@ -18,6 +18,10 @@ const (
 	ExpiredOK
 	// OptionalAuth routes use a valid token when one is sent.
 	OptionalAuth
+	// ServerAuth routes are federation requests: they need a valid X-Matrix
+	// signature, checked by the server's ServerAuthenticator, and the
+	// verified server name is in Request.Origin.
+	ServerAuth
 )
 
 // Route is one line of a route table: a method and path pattern, what it

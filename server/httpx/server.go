@@ -40,6 +40,8 @@ type Server struct {
 	srv    *fasthttp.Server
 	prefix string        // random per process, so request IDs are unique across restarts
 	nextID atomic.Uint64 // request counter
+
+	serverAuth ServerAuthenticator // verifies ServerAuth routes; set before serving
 }
 
 // NewServer returns a server for mux. maxBody is the largest body any route
@@ -69,6 +71,10 @@ func NewServer(mux *Mux, auth Authenticator, log *slog.Logger, maxBody int) *Ser
 	}
 	return s
 }
+
+// SetServerAuth sets what verifies requests to ServerAuth routes. Call it
+// before Serve; without it those routes answer 401.
+func (s *Server) SetServerAuth(fn ServerAuthenticator) { s.serverAuth = fn }
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
@@ -162,6 +168,18 @@ func (s *Server) serveRoute(r *Request, rt *Route) (any, error) {
 	}
 	if ok, wait := rt.Limit.Allow("ip:"+r.RemoteIP, time.Now()); !ok {
 		return nil, mxerr.LimitExceeded(wait)
+	}
+	if rt.Auth == ServerAuth {
+		if s.serverAuth == nil {
+			return nil, mxerr.Unauthorized("Federation is not enabled on this server")
+		}
+		origin, err := s.serverAuth(r)
+		if err != nil {
+			return nil, err
+		}
+		r.Origin = origin
+		r.Log = r.Log.With("origin", origin)
+		return rt.Handler(r)
 	}
 	if rt.Auth != NoAuth {
 		token := accessToken(r.ctx)

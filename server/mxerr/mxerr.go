@@ -98,6 +98,12 @@ func MissingToken() *Error {
 	return newf(http.StatusUnauthorized, "M_MISSING_TOKEN", "Missing access token")
 }
 
+// Unauthorized is 401 M_UNAUTHORIZED: a federation request whose X-Matrix
+// signature is missing or does not verify.
+func Unauthorized(format string, args ...any) *Error {
+	return newf(http.StatusUnauthorized, "M_UNAUTHORIZED", format, args...)
+}
+
 // UnknownToken is 401 M_UNKNOWN_TOKEN. soft is the spec's soft_logout: the
 // token expired and the client should refresh or log in again while
 // keeping its encryption keys.

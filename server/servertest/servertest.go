@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -42,6 +43,14 @@ type Options struct {
 	// addresses, as production does; off, tests can serve pages to the
 	// server from 127.0.0.1.
 	SSRFGuard bool
+	// Federation opens an HTTPS listener on a loopback port with the
+	// certificate in TLSCertFile and TLSKeyFile, and names the server
+	// "localhost:<port>" (unless ServerName is set); TrustCAFile is the
+	// CA trusted for outbound federation.
+	Federation  bool
+	TLSCertFile string
+	TLSKeyFile  string
+	TrustCAFile string
 }
 
 // Server is a running test server.
@@ -51,6 +60,9 @@ type Server struct {
 	DataDir string
 	opts    Options
 	closed  bool
+
+	FederationURL string // https://localhost:port with Options.Federation
+	fedAddr       string // the HTTPS listener's address, kept across restarts
 }
 
 // Start starts a server and stops it when the test ends.
@@ -59,10 +71,25 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.DataDir == "" {
 		opts.DataDir = t.TempDir()
 	}
+	s := &Server{DataDir: opts.DataDir, opts: opts}
+	if opts.Federation {
+		// The server name must carry the listener's port, so the port is
+		// chosen before the server opens.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("federation listener: %v", err)
+		}
+		s.fedAddr = ln.Addr().String()
+		ln.Close()
+		if opts.ServerName == "" {
+			_, port, _ := net.SplitHostPort(s.fedAddr)
+			opts.ServerName = "localhost:" + port
+		}
+	}
 	if opts.ServerName == "" {
 		opts.ServerName = "localhost"
 	}
-	s := &Server{DataDir: opts.DataDir, opts: opts}
+	s.opts = opts
 	s.start(t)
 	t.Cleanup(func() { s.Stop(t) })
 	return s
@@ -81,6 +108,8 @@ func (s *Server) start(t testing.TB) {
 		Argon2: argon, AccessTokenLifetime: s.opts.AccessTokenLifetime, Log: testLogger(), NoPresence: s.opts.NoPresence,
 		LegacyMedia: s.opts.LegacyMedia, MaxUploadSize: s.opts.MaxUploadSize, MediaQuota: s.opts.MediaQuota,
 		AllowPrivateAddresses: !s.opts.SSRFGuard,
+		FederationAddr:        s.fedAddr, TLSCertFile: s.opts.TLSCertFile, TLSKeyFile: s.opts.TLSKeyFile,
+		TrustCAFile: s.opts.TrustCAFile,
 	})
 	if err != nil {
 		t.Fatalf("open server: %v", err)
@@ -89,6 +118,10 @@ func (s *Server) start(t testing.TB) {
 		t.Fatalf("start server: %v", err)
 	}
 	s.Server, s.URL, s.closed = srv, "http://"+srv.Addr(), false
+	if s.fedAddr != "" {
+		_, port, _ := net.SplitHostPort(s.fedAddr)
+		s.FederationURL = "https://localhost:" + port
+	}
 }
 
 // Stop shuts the server down and checks its store. It is safe to call twice.

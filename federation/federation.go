@@ -1,0 +1,141 @@
+// Package federation is the Server-Server API: the key API, X-Matrix
+// request authentication both ways, the outbound client and the inbound
+// federation routes.
+//
+// So far it has the foundation only: keys (our own, fetched ones, the
+// notary endpoints), signed outbound requests, verified inbound ones, and
+// the queries that need no room: /version and /query/profile.
+package federation
+
+import (
+	"crypto/ed25519"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"strings"
+
+	"hearth/server/httpx"
+	"hearth/server/mxerr"
+	"hearth/store"
+)
+
+// Config is what the federation service is started with.
+type Config struct {
+	ServerName string
+	KeyID      string // "ed25519:..."
+	Key        ed25519.PrivateKey
+	Version    string // of Hearth, for /version
+	// RootCAs verifies peers' certificates; nil for the system roots.
+	RootCAs *x509.CertPool
+	// AllowPrivate lets outbound requests reach private addresses.
+	AllowPrivate bool
+	Log          *slog.Logger
+}
+
+// Service serves the federation and key APIs and holds the outbound
+// client and the key ring.
+type Service struct {
+	cfg    Config
+	store  *store.Store
+	client *Client
+	keys   *KeyRing
+}
+
+// New returns the federation service of our server.
+func New(cfg Config, st *store.Store) *Service {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	c := NewClient(ClientConfig{ServerName: cfg.ServerName, KeyID: cfg.KeyID, Key: cfg.Key,
+		RootCAs: cfg.RootCAs, AllowPrivate: cfg.AllowPrivate})
+	return &Service{cfg: cfg, store: st, client: c, keys: NewKeyRing(cfg.ServerName, cfg.KeyID, cfg.Key, c)}
+}
+
+// Client returns the outbound client, signing as our server.
+func (s *Service) Client() *Client { return s.client }
+
+// Keys returns the key ring.
+func (s *Service) Keys() *KeyRing { return s.keys }
+
+// Routes is the federation API, served under /_matrix/federation.
+func (s *Service) Routes() []httpx.Route {
+	return []httpx.Route{
+		// Discovery
+		{Method: "GET", Path: "/v1/version", Auth: httpx.NoAuth, Handler: httpx.NoBody(s.version)},
+		// Queries
+		{Method: "GET", Path: "/v1/query/profile", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.queryProfile)},
+	}
+}
+
+// KeyRoutes is the key API, served under /_matrix/key.
+func (s *Service) KeyRoutes() []httpx.Route {
+	return []httpx.Route{
+		{Method: "GET", Path: "/v2/server", Auth: httpx.NoAuth, Handler: httpx.NoBody(s.ownKeys)},
+		{Method: "POST", Path: "/v2/query", Auth: httpx.NoAuth, Handler: httpx.JSON(s.queryKeys)},
+		{Method: "GET", Path: "/v2/query/{serverName}", Auth: httpx.NoAuth, Handler: httpx.NoBody(s.queryServerKeys)},
+	}
+}
+
+type versionResp struct {
+	Server struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+	} `json:"server"`
+}
+
+func (s *Service) version(*httpx.Request) (*versionResp, error) {
+	var v versionResp
+	v.Server.Name, v.Server.Version = "Hearth", s.cfg.Version
+	return &v, nil
+}
+
+type profileResp struct {
+	DisplayName *string `json:"displayname,omitempty"`
+	AvatarURL   *string `json:"avatar_url,omitempty"`
+}
+
+// queryProfile is GET /_matrix/federation/v1/query/profile: a local
+// user's profile, or only the field asked for.
+func (s *Service) queryProfile(r *httpx.Request) (*profileResp, error) {
+	userID := r.Query("user_id")
+	if userID == "" {
+		return nil, mxerr.MissingParam("Missing user_id")
+	}
+	lp, ok := s.localpart(userID)
+	if !ok {
+		return nil, mxerr.InvalidParam("User %s is not local to this server", userID)
+	}
+	field := r.Query("field")
+	if field != "" && field != "displayname" && field != "avatar_url" {
+		return nil, mxerr.InvalidParam("Unknown profile field %q", field)
+	}
+	var u *store.User
+	err := s.store.View(func(tx *store.Tx) error {
+		var err error
+		u, err = tx.User(lp)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) || (err == nil && u.Deactivated) {
+		return nil, mxerr.NotFound("Profile was not found")
+	}
+	if err != nil {
+		return nil, err
+	}
+	var resp profileResp
+	if (field == "" || field == "displayname") && u.DisplayName != "" {
+		resp.DisplayName = &u.DisplayName
+	}
+	if (field == "" || field == "avatar_url") && u.AvatarURL != "" {
+		resp.AvatarURL = &u.AvatarURL
+	}
+	return &resp, nil
+}
+
+// localpart returns the localpart of a user ID of this server.
+func (s *Service) localpart(userID string) (string, bool) {
+	lp, server, ok := strings.Cut(strings.TrimPrefix(userID, "@"), ":")
+	if !ok || !strings.HasPrefix(userID, "@") || server != s.cfg.ServerName || lp == "" {
+		return "", false
+	}
+	return lp, true
+}
