@@ -168,6 +168,9 @@ func serve(args []string) error {
 		cfg.OpenRegistration, cfg.NoRateLimit = true, true
 		cfg.RegistrationSharedSecret = "complement"
 		cfg.Argon2 = accounts.CheapArgon2
+		// Its media tests use the legacy download paths, and the pages it
+		// previews are on its Docker network.
+		cfg.LegacyMedia, cfg.AllowPrivateAddresses = true, true
 		if err := server.ComplementTLS(&cfg, "/complement/ca"); err != nil {
 			return err
 		}
