@@ -5,7 +5,13 @@
 package preview
 
 import (
+	"bytes"
 	"context"
+	_ "golang.org/x/image/webp"
+	"image"
+	_ "image/gif"
+	_ "image/jpeg"
+	_ "image/png"
 	"io"
 	"log/slog"
 	"mime"
@@ -217,7 +223,8 @@ func (s *Service) storeImage(ctx context.Context, og map[string]any, resp *http.
 		return
 	}
 	body := &countingReader{r: netguard.LimitBody(resp.Body, MaxImage)}
-	mxc, err := s.cfg.StoreImage(ctx, userID, ctype, body)
+	head := &headBuffer{max: 64 << 10}
+	mxc, err := s.cfg.StoreImage(ctx, userID, ctype, io.TeeReader(body, head))
 	if err != nil {
 		s.cfg.Log.Info("URL preview: storing the image", "url", resp.Request.URL.String(), "err", err)
 		dropImage(og)
@@ -226,6 +233,23 @@ func (s *Service) storeImage(ctx context.Context, og map[string]any, resp *http.
 	og["og:image"] = mxc
 	og["og:image:type"] = ctype
 	og["matrix:image:size"] = body.n
+	// The image's own dimensions, as Synapse gives them, from its header.
+	if cfg, _, err := image.DecodeConfig(bytes.NewReader(head.buf)); err == nil {
+		og["og:image:width"], og["og:image:height"] = cfg.Width, cfg.Height
+	}
+}
+
+// headBuffer keeps the first max bytes written to it: an image's header.
+type headBuffer struct {
+	buf []byte
+	max int
+}
+
+func (h *headBuffer) Write(p []byte) (int, error) {
+	if room := h.max - len(h.buf); room > 0 {
+		h.buf = append(h.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
 }
 
 // dropImage removes the image properties of a preview that has no image.

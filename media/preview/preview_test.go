@@ -235,7 +235,7 @@ func TestPreviewImageStored(t *testing.T) {
 
 	r := alice.Must(200, "GET", previewPath(clientV1, web.URL+"/page"), nil)
 	mxc := r.Str("og:image")
-	if !strings.HasPrefix(mxc, "mxc://localhost/") || r.Str("og:title") != "Garden" {
+	if !strings.HasPrefix(mxc, "mxc://localhost/") || r.Str("og:title") != "Garden" || r.JSON["og:image:width"] != 40.0 || r.JSON["og:image:height"] != 30.0 {
 		t.Fatalf("preview: %s", r)
 	}
 	dl := alice.Must(200, "GET", "/_matrix/client/v1/media/download/localhost/"+strings.TrimPrefix(mxc, "mxc://localhost/"), nil)
