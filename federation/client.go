@@ -13,8 +13,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"hearth/server/netguard"
@@ -51,6 +49,7 @@ type Client struct {
 	keyID      string
 	key        ed25519.PrivateKey
 	http       *http.Client
+	resolver   *Resolver
 }
 
 // ClientConfig configures a Client.
@@ -62,16 +61,25 @@ type ClientConfig struct {
 	RootCAs *x509.CertPool
 	// AllowPrivate lets requests reach loopback and private addresses.
 	AllowPrivate bool
+	// LookupSRV looks up SRV records; nil for net.DefaultResolver's.
+	LookupSRV LookupSRVFunc
+	// DialContext, when set, replaces the dialer, address guard included:
+	// for tests that map names to loopback listeners.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // NewClient returns a client for cfg.
 func NewClient(cfg ClientConfig) *Client {
 	tr := netguard.NewTransport(cfg.AllowPrivate, requestTimeout)
 	tr.TLSClientConfig = &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
+	if cfg.DialContext != nil {
+		tr.DialContext = cfg.DialContext
+	}
+	r := newResolver(tr, cfg.LookupSRV)
 	return &Client{
-		serverName: cfg.ServerName, keyID: cfg.KeyID, key: cfg.Key,
+		serverName: cfg.ServerName, keyID: cfg.KeyID, key: cfg.Key, resolver: r,
 		http: &http.Client{
-			Transport: tr,
+			Transport: &fedTransport{base: tr, resolver: r},
 			Timeout:   requestTimeout,
 			// Federation endpoints do not redirect; following one would
 			// send a signed request somewhere it was not signed for.
@@ -107,44 +115,29 @@ func (c *Client) ServerName() string { return c.serverName }
 // and address guard, for requests that need no signature.
 func (c *Client) HTTPClient() *http.Client { return c.http }
 
-// Resolve returns the host:port to connect to for a server name. For now
-// only the spec's first steps: an IP literal or an explicit port is used
-// as is, anything else gets port 8448. .well-known delegation and SRV
-// records are not looked up yet.
-func Resolve(serverName string) (string, error) {
-	host, port, err := net.SplitHostPort(serverName)
-	if err != nil {
-		host, port = strings.TrimSuffix(strings.TrimPrefix(serverName, "["), "]"), strconv.Itoa(DefaultPort)
-	}
-	if host == "" || strings.ContainsAny(host, "/?#@ ") {
-		return "", fmt.Errorf("federation: invalid server name %q", serverName)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
-		return "", fmt.Errorf("federation: invalid port in server name %q", serverName)
-	}
-	return net.JoinHostPort(host, port), nil
+// Resolve returns where requests for serverName go (spec: "Resolving
+// server names").
+func (c *Client) Resolve(ctx context.Context, serverName string) (Resolution, error) {
+	return c.resolver.Resolve(ctx, serverName)
 }
 
 // NewRequest returns a request to destination for uri (path and query,
 // already escaped), signed with an X-Matrix header when the client has a
-// key. content is the JSON body, or nil.
+// key. content is the JSON body, or nil. The URL's host is destination
+// itself: sending the request resolves it, and sets the Host header and
+// the certificate name the resolution says.
 func (c *Client) NewRequest(ctx context.Context, method, destination, uri string, content []byte) (*http.Request, error) {
-	addr, err := Resolve(destination)
-	if err != nil {
+	if _, _, _, err := parseServerName(destination); err != nil {
 		return nil, err
 	}
 	var body io.Reader
 	if content != nil {
 		body = bytes.NewReader(content)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+uri, body)
+	req, err := http.NewRequestWithContext(ctx, method, fedScheme+"://"+destination+uri, body)
 	if err != nil {
 		return nil, err
 	}
-	// The Host header is the server name (spec: "Resolving server
-	// names"); TLS verifies the certificate against the host dialled,
-	// which for these resolution steps is the server name's host too.
-	req.Host = destination
 	if content != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
