@@ -83,6 +83,7 @@ type Server struct {
 	media      *media.Service
 	keys       *keys.Service
 	federation *federation.Service // nil with NoFederation
+	sender     *federation.Sender  // outbound federation queue; nil with NoFederation
 	tlsConfig  *tls.Config         // of the HTTPS listener, nil for none
 	httpSrv    *httpx.Server
 	signingKey ed25519.PrivateKey
@@ -278,6 +279,9 @@ func (s *Server) BootstrapToken() string { return s.bootstrap }
 // Store returns the server's store (for the CLI and tests).
 func (s *Server) Store() *store.Store { return s.store }
 
+// Sender returns the outbound federation queue; nil with NoFederation.
+func (s *Server) Sender() *federation.Sender { return s.sender }
+
 // Accounts returns the account service (for the CLI).
 func (s *Server) Accounts() *accounts.Service { return s.accounts }
 
@@ -294,6 +298,12 @@ func (s *Server) authenticate(token, ip string, allowExpired bool) (*httpx.Princ
 
 // Start opens the configured listeners and serves them in the background.
 func (s *Server) Start() error {
+	if s.sender != nil {
+		// Resume what the previous run left queued for other servers.
+		if err := s.sender.Start(); err != nil {
+			return err
+		}
+	}
 	if err := s.startTLS(); err != nil {
 		return err
 	}
@@ -332,6 +342,9 @@ func (s *Server) Errors() <-chan error { return s.serveErr }
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.httpSrv.Shutdown(ctx)
 	s.media.Close() // thumbnails being written, before the data goes away
+	if s.sender != nil {
+		s.sender.Close() // its queue stays on disk for the next start
+	}
 	return errors.Join(err, s.store.Close())
 }
 

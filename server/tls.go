@@ -50,6 +50,7 @@ func (s *Server) openFederation(mux *httpx.Mux) error {
 		ServerName: s.cfg.ServerName, KeyID: s.keyID, Key: s.signingKey, Version: s.cfg.Version,
 		RootCAs: pool, AllowPrivate: s.cfg.AllowPrivateAddresses, Log: s.log,
 	}, s.store)
+	s.sender = federation.NewSender(s.federation.Client(), s.store, federation.SenderConfig{Log: s.log})
 	mux.Handle("/_matrix/federation", s.federation.Routes())
 	mux.Handle("/_matrix/key", s.federation.KeyRoutes())
 	return nil

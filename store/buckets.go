@@ -127,6 +127,17 @@ var (
 	// bucketMediaUsage maps a user ID to the bytes of media they uploaded
 	// (8 bytes), for the per-user quota.
 	bucketMediaUsage = []byte("userid_mediabytes")
+
+	// The outbound federation queue (see fedqueue.go).
+
+	// bucketFedQueue maps destination 0x00 seq (8 bytes, from the bucket's
+	// sequence: one order across destinations) to a JSON FedQueued PDU or
+	// EDU waiting to be sent there.
+	bucketFedQueue = []byte("destination_seq_fedqueued")
+	// bucketFedInFlight maps a destination to the seq (8 bytes) of the last
+	// entry of the transaction being sent there, so that a retry, even
+	// after a restart, sends the same entries under the same txnId.
+	bucketFedInFlight = []byte("destination_lastseq")
 )
 
 // allBuckets lists every bucket the current schema has.
@@ -140,6 +151,7 @@ var allBuckets = [][]byte{
 	bucketBackupVersions, bucketBackupKeys,
 	bucketDeviceKeys, bucketOneTimeKeys, bucketFallbackKeys, bucketCrossSigning, bucketKeySignatures, bucketDeviceLists,
 	bucketMedia, bucketMediaUsage,
+	bucketFedQueue, bucketFedInFlight,
 }
 
 // appendOnly lists the buckets keyed by stream position alone, whose new

@@ -106,6 +106,8 @@ var migrations = []func(tx *bolt.Tx) error{
 	createBuckets,
 	// 11 → 12: the media repository.
 	createBuckets,
+	// 12 → 13: the outbound federation queue.
+	createBuckets,
 }
 
 // createBuckets creates every bucket of the current schema that is missing.
