@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
@@ -224,6 +225,16 @@ func (s *Sender) run(destination string, q *destQueue) {
 		if s.ctx.Err() != nil {
 			return
 		}
+		if permanent(err) {
+			// The destination refused the transaction itself and will
+			// refuse it again: retrying would block its queue for good.
+			log.Warn("federation transaction refused; dropping it", "err", err, "entries", len(batch))
+			last := batch[len(batch)-1].Seq
+			if err := s.store.Update(func(tx *store.Tx) error { return tx.AckFederationBatch(destination, last) }); err == nil {
+				backoff = 0
+				continue
+			}
+		}
 		backoff = min(max(2*backoff, s.cfg.MinBackoff), s.cfg.MaxBackoff)
 		log.Info("federation transaction failed; will retry", "err", err, "retry_in", backoff)
 		t := time.NewTimer(backoff)
@@ -236,6 +247,15 @@ func (s *Sender) run(destination string, q *destQueue) {
 			return
 		}
 	}
+}
+
+// permanent reports whether a transaction failed in a way retrying cannot
+// mend: a 4xx answer other than 401 (the peer may not have our key yet),
+// 408 and 429.
+func permanent(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status >= 400 && e.Status < 500 &&
+		e.Status != http.StatusUnauthorized && e.Status != http.StatusRequestTimeout && e.Status != http.StatusTooManyRequests
 }
 
 // retire removes destination's goroutine once its queue was found empty,

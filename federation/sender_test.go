@@ -43,6 +43,7 @@ type txnReceiver struct {
 	pubKey string // the sender's, unpadded base64
 
 	down      atomic.Bool  // answer 500 without processing
+	reject    atomic.Int32 // answer this many more with 400, without processing
 	refuse    atomic.Bool  // refuse connections, and cut kept-alive ones
 	loseReply atomic.Int32 // process this many more, then answer 500 (a lost reply)
 	// refuseAfterLoss sets refuse once a reply was lost.
@@ -143,6 +144,11 @@ func (r *txnReceiver) serve(w http.ResponseWriter, req *http.Request) {
 		r.fail("txn %s retried with other content", id)
 	}
 	r.attempts = append(r.attempts, time.Now())
+	if r.reject.Load() > 0 {
+		r.reject.Add(-1)
+		http.Error(w, `{"errcode":"M_BAD_JSON","error":"refused"}`, http.StatusBadRequest)
+		return
+	}
 	if r.down.Load() {
 		http.Error(w, `{"errcode":"M_UNKNOWN","error":"down"}`, http.StatusInternalServerError)
 		return
@@ -373,5 +379,30 @@ func TestSenderQueueSurvivesRestart(t *testing.T) {
 	gotPDUs, gotEDUs := r.received()
 	if want := slices.Concat(want, want2, want3); !slices.Equal(gotPDUs, want) || !slices.Equal(gotEDUs, wantEDUs) {
 		t.Fatalf("received PDUs %v EDUs %v", gotPDUs, gotEDUs)
+	}
+}
+
+// A transaction the destination refuses with a 4xx is dropped, not
+// retried for ever: the entries after it still arrive.
+func TestSenderDropsRefusedTransaction(t *testing.T) {
+	key, pub := newKey(t)
+	r := startReceiver(t, pub)
+	r.reject.Store(1)
+	s := newSender(t, t.TempDir(), key, r)
+	refused, _ := items("pdu", 0, 10)
+	if err := s.Enqueue([]string{receiverName}, refused, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the refused transaction", func() bool { return r.attemptCount() >= 1 && !s.queued(t) })
+	later, want := items("pdu", 10, 5)
+	if err := s.Enqueue([]string{receiverName}, later, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the later entries", func() bool { p, _ := r.received(); return len(p) == 5 })
+	if got, _ := r.received(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("received %v, want %v", got, want)
+	}
+	if n := r.attemptCount(); n != 2 {
+		t.Fatalf("%d attempts, want 2: the refused transaction was retried", n)
 	}
 }

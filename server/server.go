@@ -167,7 +167,13 @@ func Open(cfg Config) (*Server, error) {
 	// before streaming the rest, so it stays at the JSON routes' size.
 	s.httpSrv = httpx.NewServer(mux, s.authenticate, cfg.Log, httpx.DefaultMaxBody)
 	if s.federation != nil {
-		s.httpSrv.SetServerAuth(s.federation.Authenticate)
+		s.httpSrv.SetServerAuth(func(r *httpx.Request) (string, error) {
+			origin, err := s.federation.Authenticate(r)
+			if err == nil && s.sender != nil {
+				s.sender.Retry(origin) // it is up: what waits for it goes now
+			}
+			return origin, err
+		})
 	}
 	return s, nil
 }
