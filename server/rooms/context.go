@@ -1,10 +1,7 @@
 package rooms
 
 import (
-	"errors"
-
 	"hearth/server/filter"
-	"hearth/server/mxerr"
 	"hearth/store"
 )
 
@@ -29,17 +26,9 @@ func (s *Service) EventContext(userID, roomID, eventID string, limit int, f *fil
 		if err != nil {
 			return err
 		}
-		rec, err := tx.EventByID(eventID)
-		if errors.Is(err, store.ErrNotFound) || err == nil && rec.RoomNID != v.room.NID {
-			return mxerr.NotFound("Event not found")
-		}
+		rec, err := s.visibleEvent(tx, v, eventID)
 		if err != nil {
 			return err
-		}
-		if ok, err := v.visible(rec); err != nil {
-			return err
-		} else if !ok {
-			return mxerr.NotFound("Event not found")
 		}
 		if out.Event, err = s.clientEvent(tx, v, rec); err != nil {
 			return err

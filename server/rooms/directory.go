@@ -3,7 +3,6 @@ package rooms
 import (
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"math"
 	"slices"
 	"sort"
@@ -11,7 +10,6 @@ import (
 	"strings"
 
 	"hearth/server/mxerr"
-	"hearth/server/pdu"
 	"hearth/store"
 )
 
@@ -24,10 +22,7 @@ const MaxPublicRoomsPage = 100
 func (s *Service) Visibility(roomID string) (string, error) {
 	out := "private"
 	err := s.store.View(func(tx *store.Tx) error {
-		room, err := tx.RoomByID(roomID)
-		if errors.Is(err, store.ErrNotFound) {
-			return mxerr.NotFound("Room not found")
-		}
+		room, err := knownRoom(tx, roomID)
 		if err != nil {
 			return err
 		}
@@ -45,10 +40,7 @@ func (s *Service) Visibility(roomID string) (string, error) {
 func (s *Service) SetVisibility(userID string, admin bool, roomID string, public bool) error {
 	var nid uint64
 	err := s.store.View(func(tx *store.Tx) error {
-		room, err := tx.RoomByID(roomID)
-		if errors.Is(err, store.ErrNotFound) {
-			return mxerr.NotFound("Room not found")
-		}
+		room, err := knownRoom(tx, roomID)
 		if err != nil {
 			return err
 		}
@@ -326,11 +318,7 @@ func (s *Service) joinedMembers(tx *store.Tx, room *store.Room) ([]string, error
 	}
 	var out []string
 	for sk, pos := range members {
-		rec, err := tx.Event(pos)
-		if err != nil {
-			return nil, err
-		}
-		ev, err := pdu.Parse(room.Version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+		ev, err := s.eventAt(tx, room.Version, pos)
 		if err != nil {
 			return nil, err
 		}

@@ -47,10 +47,7 @@ func (s *Service) Join(roomID string, c *MemberChange) (string, error) {
 func (s *Service) restrictedAuthoriser(roomID, userID string) (string, error) {
 	var out string
 	err := s.store.View(func(tx *store.Tx) error {
-		room, err := tx.RoomByID(roomID)
-		if errors.Is(err, store.ErrNotFound) {
-			return mxerr.NotFound("Unknown room")
-		}
+		room, err := knownRoom(tx, roomID)
 		if err != nil {
 			return err
 		}

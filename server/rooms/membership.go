@@ -93,10 +93,7 @@ func (s *Service) Membership(userID, roomID string) (string, error) {
 // Forget hides a room the user has left from them for good.
 func (s *Service) Forget(userID, roomID string) error {
 	return s.store.Update(func(tx *store.Tx) error {
-		room, err := tx.RoomByID(roomID)
-		if errors.Is(err, store.ErrNotFound) {
-			return mxerr.NotFound("Unknown room")
-		}
+		room, err := knownRoom(tx, roomID)
 		if err != nil {
 			return err
 		}
@@ -185,10 +182,7 @@ func (s *Service) Members(userID, roomID, at string) ([]Member, error) {
 func (s *Service) Version(roomID string) (string, error) {
 	var v string
 	err := s.store.View(func(tx *store.Tx) error {
-		r, err := tx.RoomByID(roomID)
-		if errors.Is(err, store.ErrNotFound) {
-			return mxerr.NotFound("Unknown room")
-		}
+		r, err := knownRoom(tx, roomID)
 		if err == nil {
 			v = r.Version
 		}

@@ -26,6 +26,16 @@ type ClientEvent struct {
 	Unsigned       map[string]any  `json:"unsigned,omitempty"`
 }
 
+// newClientEvent is ev's client format before anything is bundled:
+// unsigned carries only its age.
+func (s *Service) newClientEvent(ev *pdu.Event) *ClientEvent {
+	return &ClientEvent{
+		Content: ev.Content(), EventID: ev.ID(), OriginServerTS: ev.OriginServerTS(), RoomID: ev.RoomID(),
+		Sender: ev.Sender(), StateKey: ev.StateKey(), Type: ev.Type(), Redacts: ev.Redacts(),
+		Unsigned: map[string]any{"age": max(0, s.now().UnixMilli()-ev.OriginServerTS())},
+	}
+}
+
 // clientEvent formats a stored event for the viewer v: unsigned carries
 // age, for state events the content it replaced, and what decorate adds.
 func (s *Service) clientEvent(tx *store.Tx, v *view, rec *store.StoredEvent) (*ClientEvent, error) {
@@ -34,11 +44,7 @@ func (s *Service) clientEvent(tx *store.Tx, v *view, rec *store.StoredEvent) (*C
 	if err != nil {
 		return nil, err
 	}
-	ce := &ClientEvent{
-		Content: ev.Content(), EventID: ev.ID(), OriginServerTS: ev.OriginServerTS(), RoomID: ev.RoomID(),
-		Sender: ev.Sender(), StateKey: ev.StateKey(), Type: ev.Type(), Redacts: ev.Redacts(),
-		Unsigned: map[string]any{"age": max(0, s.now().UnixMilli()-ev.OriginServerTS())},
-	}
+	ce := s.newClientEvent(ev)
 	if ev.IsState() && rec.StateBefore != 0 {
 		before, err := tx.StateAt(rec.StateBefore)
 		if err != nil {
@@ -223,17 +229,9 @@ func (s *Service) Event(userID, deviceID, roomID, eventID string) (*ClientEvent,
 			return err
 		}
 		v.device = deviceID
-		rec, err := tx.EventByID(eventID)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && rec.RoomNID != v.room.NID) {
-			return mxerr.NotFound("Event not found")
-		}
+		rec, err := s.visibleEvent(tx, v, eventID)
 		if err != nil {
 			return err
-		}
-		if ok, err := v.visible(rec); err != nil {
-			return err
-		} else if !ok {
-			return mxerr.NotFound("Event not found")
 		}
 		out, err = s.clientEvent(tx, v, rec)
 		return err

@@ -14,10 +14,7 @@ import (
 func (s *Service) SetReceipt(userID, roomID, typ, eventID, threadID string) error {
 	var pos uint64
 	err := s.store.Update(func(tx *store.Tx) error {
-		room, err := tx.RoomByID(roomID)
-		if errors.Is(err, store.ErrNotFound) {
-			return mxerr.NotFound("Unknown room")
-		}
+		room, err := knownRoom(tx, roomID)
 		if err != nil {
 			return err
 		}

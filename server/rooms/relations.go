@@ -189,11 +189,7 @@ func (s *Service) bundledEvent(tx *store.Tx, v *view, pos uint64, depth int) (*C
 	if err != nil {
 		return nil, err
 	}
-	ce := &ClientEvent{
-		Content: ev.Content(), EventID: ev.ID(), OriginServerTS: ev.OriginServerTS(), RoomID: ev.RoomID(),
-		Sender: ev.Sender(), StateKey: ev.StateKey(), Type: ev.Type(), Redacts: ev.Redacts(),
-		Unsigned: map[string]any{"age": max(0, s.now().UnixMilli()-ev.OriginServerTS())},
-	}
+	ce := s.newClientEvent(ev)
 	return ce, s.decorate(tx, v, rec, ev, ce, depth)
 }
 

@@ -1,8 +1,6 @@
 package rooms
 
 import (
-	"errors"
-
 	"hearth/server/mxerr"
 	"hearth/store"
 )
@@ -14,10 +12,7 @@ import (
 // needs only the room to exist.
 func (s *Service) Report(reporter, roomID, eventID, reason string, score *int) error {
 	err := s.store.Update(func(tx *store.Tx) error {
-		room, err := tx.RoomByID(roomID)
-		if errors.Is(err, store.ErrNotFound) {
-			return mxerr.NotFound("Room not found")
-		}
+		room, err := knownRoom(tx, roomID)
 		if err != nil {
 			return err
 		}

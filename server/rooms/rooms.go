@@ -157,6 +157,16 @@ func (s *Service) loadHead(tx *store.Tx, room *store.Room, d *Draft) (*head, err
 	return h, nil
 }
 
+// knownRoom returns the room roomID, or M_NOT_FOUND when this server has
+// never heard of it.
+func knownRoom(tx *store.Tx, roomID string) (*store.Room, error) {
+	room, err := tx.RoomByID(roomID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, mxerr.NotFound("Unknown room")
+	}
+	return room, err
+}
+
 func (s *Service) eventAt(tx *store.Tx, version string, pos uint64) (*pdu.Event, error) {
 	rec, err := tx.Event(pos)
 	if err != nil {
@@ -183,10 +193,7 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 	var h *head
 	var existing string
 	err := s.store.View(func(tx *store.Tx) (err error) {
-		room, err = tx.RoomByID(roomID)
-		if errors.Is(err, store.ErrNotFound) {
-			return mxerr.NotFound("Unknown room")
-		}
+		room, err = knownRoom(tx, roomID)
 		if err != nil {
 			return err
 		}

@@ -435,11 +435,7 @@ func (s *Service) summary(tx *store.Tx, room *store.Room, userID string) (*RoomS
 		var c struct {
 			M string `json:"membership"`
 		}
-		rec, err := tx.Event(pos)
-		if err != nil {
-			return nil, err
-		}
-		ev, err := pdu.Parse(room.Version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+		ev, err := s.eventAt(tx, room.Version, pos)
 		if err != nil {
 			return nil, err
 		}

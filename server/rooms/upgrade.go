@@ -2,7 +2,6 @@ package rooms
 
 import (
 	"encoding/json"
-	"errors"
 
 	"hearth/server/mxerr"
 	"hearth/server/pdu"
@@ -35,10 +34,7 @@ func (s *Service) Upgrade(roomID, sender, newVersion string, senderProfile map[s
 	var oldHead *head
 	var state map[pdu.StateKey]*pdu.Event
 	err := s.store.View(func(tx *store.Tx) (err error) {
-		old, err = tx.RoomByID(roomID)
-		if errors.Is(err, store.ErrNotFound) {
-			return mxerr.NotFound("Unknown room")
-		}
+		old, err = knownRoom(tx, roomID)
 		if err != nil {
 			return err
 		}

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 
-	"hearth/server/pdu"
 	"hearth/store"
 )
 
@@ -53,11 +52,7 @@ func (s *Service) SearchUsers(searcher, term string, limit int) ([]DirectoryUser
 				if _, seen := found[sk.Key]; seen || sk.Key == searcher {
 					continue
 				}
-				rec, err := tx.Event(pos)
-				if err != nil {
-					return err
-				}
-				ev, err := pdu.Parse(room.Version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+				ev, err := s.eventAt(tx, room.Version, pos)
 				if err != nil {
 					return err
 				}
