@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,68 +23,19 @@ func TestSIGKILLLosesNoAcknowledgedAccount(t *testing.T) {
 	dir := t.TempDir()
 	srv := serve(t, dir, "--open-registration", "--no-rate-limit")
 
-	var (
-		mu       sync.Mutex            // guards acked, problems
-		acked    = map[string]string{} // localpart → access token, for every 200
-		problems []string              // anything but a 200, or a dropped connection before the kill
-		inflight atomic.Int32          // requests sent and not yet answered
-		killing  atomic.Bool           // set just before the kill: from then on dropped connections are expected
-	)
-	enough, failed := make(chan struct{}), make(chan struct{})
-	var enoughOnce, failedOnce sync.Once
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := newClient(t, srv.url)
-			for i := 0; !killing.Load(); i++ {
-				lp := fmt.Sprintf("storm%02d_%d", w, i)
-				inflight.Add(1)
-				status, body, err := c.call("POST", "/_matrix/client/v3/register", registerBody(lp, "pw-"+lp))
-				inflight.Add(-1)
-				if err != nil && killing.Load() {
-					return // the connection died with the server: no promise was made
-				}
-				mu.Lock()
-				if err == nil && status == http.StatusOK && str(body, "user_id") == "@"+lp+":localhost" && str(body, "access_token") != "" {
-					acked[lp] = str(body, "access_token")
-				} else {
-					problems = append(problems, fmt.Sprintf("%s: %d %v %v", lp, status, body, err))
-					failedOnce.Do(func() { close(failed) })
-				}
-				n := len(acked)
-				mu.Unlock()
-				if err != nil {
-					return
-				}
-				if n >= killAfter {
-					enoughOnce.Do(func() { close(enough) })
-				}
-			}
-		}()
+	clients := make([]*client, workers) // one a worker, each with its own connections
+	for w := range clients {
+		clients[w] = newClient(t, srv.url)
 	}
-
-	select {
-	case <-enough:
-	case <-failed:
-	case <-srv.exited:
-		t.Fatalf("hearth exited during the storm: %v", srv.waitErr)
-	case <-time.After(time.Minute):
-		t.Fatal("the storm did not reach its count within a minute")
-	}
-	killing.Store(true)
-	inFlightAtKill := inflight.Load()
-	srv.kill()
-	wg.Wait()
-
-	if len(problems) > 0 {
-		t.Fatalf("%d registrations failed before the kill, e.g. %s", len(problems), problems[0])
-	}
-	if inFlightAtKill == 0 {
-		t.Fatal("no request was in flight when the server was killed; the test proved nothing")
-	}
-	t.Logf("killed with %d requests in flight; %d registrations acknowledged", inFlightAtKill, len(acked))
+	res := killMidStorm(t, srv, workers, killAfter, func(w, i int) (string, string, string, error) {
+		lp := fmt.Sprintf("storm%02d_%d", w, i)
+		status, body, err := clients[w].call("POST", "/_matrix/client/v3/register", registerBody(lp, "pw-"+lp))
+		if err == nil && status == http.StatusOK && str(body, "user_id") == "@"+lp+":localhost" && str(body, "access_token") != "" {
+			return lp, str(body, "access_token"), "", nil
+		}
+		return lp, "", fmt.Sprintf("%d %v", status, body), err
+	})
+	acked := res.acked
 
 	srv = serve(t, dir, "--open-registration", "--no-rate-limit")
 	checkAccounts(t, srv.url, acked)

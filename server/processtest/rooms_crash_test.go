@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,67 +52,15 @@ func TestSIGKILLLosesNoAcknowledgedEvent(t *testing.T) {
 		}
 	}
 
-	var (
-		mu       sync.Mutex             // guards acked, problems, unsure
-		acked    = map[string]string{}  // txn ID → event ID, for every 200
-		unsure   = map[string]*sender{} // txn ID → its sender, for sends the kill cut off
-		problems []string               // anything but a 200 before the kill
-		inflight atomic.Int32           // sends made and not yet answered
-		killing  atomic.Bool            // set just before the kill: from then on dropped connections are expected
-	)
-	enough, failed := make(chan struct{}), make(chan struct{})
-	var enoughOnce, failedOnce sync.Once
-	var wg sync.WaitGroup
-	for w, s := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; !killing.Load(); i++ {
-				txn := fmt.Sprintf("w%d-%d", w, i)
-				inflight.Add(1)
-				status, body, err := s.c.call("PUT", sendURL(roomIDs[s.room], txn), textMessage(txn))
-				inflight.Add(-1)
-				mu.Lock()
-				switch {
-				case err != nil && killing.Load():
-					unsure[txn] = s // the connection died with the server: no promise was made
-				case err == nil && status == http.StatusOK && str(body, "event_id") != "":
-					acked[txn] = str(body, "event_id")
-				default:
-					problems = append(problems, fmt.Sprintf("%s: %d %v %v", txn, status, body, err))
-					failedOnce.Do(func() { close(failed) })
-				}
-				n := len(acked)
-				mu.Unlock()
-				if err != nil {
-					return
-				}
-				if n >= killAfter {
-					enoughOnce.Do(func() { close(enough) })
-				}
-			}
-		}()
-	}
-
-	select {
-	case <-enough:
-	case <-failed:
-	case <-srv.exited:
-		t.Fatalf("hearth exited during the sends: %v", srv.waitErr)
-	case <-time.After(time.Minute):
-		t.Fatal("the sends did not reach their count within a minute")
-	}
-	killing.Store(true)
-	inFlightAtKill := inflight.Load()
-	srv.kill()
-	wg.Wait()
-	if len(problems) > 0 {
-		t.Fatalf("%d sends failed before the kill, e.g. %s", len(problems), problems[0])
-	}
-	if inFlightAtKill == 0 {
-		t.Fatal("no send was in flight when the server was killed; the test proved nothing")
-	}
-	t.Logf("killed with %d sends in flight; %d acknowledged, %d cut off", inFlightAtKill, len(acked), len(unsure))
+	res := killMidStorm(t, srv, len(senders), killAfter, func(w, i int) (string, string, string, error) {
+		s, txn := senders[w], fmt.Sprintf("w%d-%d", w, i)
+		status, body, err := s.c.call("PUT", sendURL(roomIDs[s.room], txn), textMessage(txn))
+		if err == nil && status == http.StatusOK && str(body, "event_id") != "" {
+			return txn, str(body, "event_id"), "", nil
+		}
+		return txn, "", fmt.Sprintf("%d %v", status, body), err
+	})
+	acked := res.acked
 
 	srv = serve(t, dir, "--open-registration", "--no-rate-limit")
 	for _, s := range senders {
@@ -137,7 +83,8 @@ func TestSIGKILLLosesNoAcknowledgedEvent(t *testing.T) {
 	// A client retries what the kill cut off, with the same transaction
 	// ID: whether or not the first attempt landed, it is then in the
 	// room once.
-	for txn, s := range unsure {
+	for txn, w := range res.cutOff {
+		s := senders[w]
 		status, body := s.c.do("PUT", sendURL(roomIDs[s.room], txn), textMessage(txn))
 		if status != http.StatusOK {
 			t.Errorf("retry of %s after the restart: %d %v", txn, status, body)
@@ -171,8 +118,8 @@ func TestSIGKILLLosesNoAcknowledgedEvent(t *testing.T) {
 				t.Errorf("room %d: acknowledged %s (%s) is in /messages %d times, its body %d times", r, id, txn, ids[id], bodies[txn])
 			}
 		}
-		for txn, s := range unsure {
-			if s.room == r && bodies[txn] != 1 {
+		for txn, w := range res.cutOff {
+			if senders[w].room == r && bodies[txn] != 1 {
 				t.Errorf("room %d: retried %s is in /messages %d times", r, txn, bodies[txn])
 			}
 		}
