@@ -16,6 +16,7 @@ import (
 
 	"hearth/server/httpx"
 	"hearth/server/mxerr"
+	"hearth/server/rooms"
 	"hearth/store"
 )
 
@@ -30,6 +31,8 @@ type Config struct {
 	// AllowPrivate lets outbound requests reach private addresses.
 	AllowPrivate bool
 	Log          *slog.Logger
+	// Rooms is the room core, which PDUs go to and room reads come from.
+	Rooms *rooms.Service
 }
 
 // Service serves the federation and key APIs and holds the outbound
@@ -39,6 +42,10 @@ type Service struct {
 	store  *store.Store
 	client *Client
 	keys   *KeyRing
+	rooms  *rooms.Service
+	// edus handles each EDU type a transaction may carry; others are
+	// ignored, as the spec says.
+	edus map[string]eduHandler
 }
 
 // New returns the federation service of our server.
@@ -48,7 +55,9 @@ func New(cfg Config, st *store.Store) *Service {
 	}
 	c := NewClient(ClientConfig{ServerName: cfg.ServerName, KeyID: cfg.KeyID, Key: cfg.Key,
 		RootCAs: cfg.RootCAs, AllowPrivate: cfg.AllowPrivate})
-	return &Service{cfg: cfg, store: st, client: c, keys: NewKeyRing(cfg.ServerName, cfg.KeyID, cfg.Key, c)}
+	s := &Service{cfg: cfg, store: st, client: c, keys: NewKeyRing(cfg.ServerName, cfg.KeyID, cfg.Key, c),
+		rooms: cfg.Rooms, edus: map[string]eduHandler{}}
+	return s
 }
 
 // Client returns the outbound client, signing as our server.
@@ -64,6 +73,8 @@ func (s *Service) Routes() []httpx.Route {
 		{Method: "GET", Path: "/v1/version", Auth: httpx.NoAuth, Handler: httpx.NoBody(s.version)},
 		// Queries
 		{Method: "GET", Path: "/v1/query/profile", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.queryProfile)},
+		// Transactions
+		{Method: "PUT", Path: "/v1/send/{txnId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.send), MaxBody: maxTxnBody},
 	}
 }
 

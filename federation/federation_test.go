@@ -2,92 +2,23 @@ package federation_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"hearth/federation"
-	"hearth/server"
 	"hearth/server/pdu"
 	"hearth/server/servertest"
 	"hearth/store"
 )
-
-// testCA writes a fresh CA certificate and key into a temporary directory
-// and returns their paths.
-func testCA(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "Hearth test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
-
-// startFederating starts a server with an HTTPS listener whose
-// certificate the CA signed, trusting that CA.
-func startFederating(t *testing.T, caCert, caKey string) *servertest.Server {
-	t.Helper()
-	cert, key, err := server.MintCertificate(caCert, caKey, "localhost", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return servertest.Start(t, servertest.Options{Federation: true, TLSCertFile: cert, TLSKeyFile: key, TrustCAFile: caCert})
-}
-
-// httpsClient trusts only the CA.
-func httpsClient(t *testing.T, caCert string) *http.Client {
-	t.Helper()
-	pem, err := os.ReadFile(caCert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-}
 
 func getJSON(t *testing.T, c *http.Client, u string, out any) []byte {
 	t.Helper()
@@ -135,9 +66,9 @@ func signingKey(t *testing.T, s *servertest.Server) (id, pub string) {
 }
 
 func TestKeyServerOverHTTPS(t *testing.T) {
-	caCert, caKey := testCA(t)
-	a := startFederating(t, caCert, caKey)
-	c := httpsClient(t, caCert)
+	ca := servertest.NewCA(t)
+	a := ca.Start(t, servertest.Options{})
+	c := ca.HTTPClient(t)
 	name := strings.TrimPrefix(a.FederationURL, "https://")
 
 	var k keyResp
@@ -170,9 +101,9 @@ func TestKeyServerOverHTTPS(t *testing.T) {
 }
 
 func TestSignedRequests(t *testing.T) {
-	caCert, caKey := testCA(t)
-	a := startFederating(t, caCert, caKey)
-	b := startFederating(t, caCert, caKey)
+	ca := servertest.NewCA(t)
+	a := ca.Start(t, servertest.Options{})
+	b := ca.Start(t, servertest.Options{})
 	bName := strings.TrimPrefix(b.FederationURL, "https://")
 	bob := b.Register(t, "bob", "password-bob")
 	bob.Must(200, "PUT", "/_matrix/client/v3/profile/"+url.PathEscape(bob.UserID)+"/displayname", map[string]any{"displayname": "Bob"})
@@ -256,7 +187,7 @@ func TestSignedRequests(t *testing.T) {
 	}
 
 	// The notary answers for B with B's own response, countersigned by A.
-	c := httpsClient(t, caCert)
+	c := ca.HTTPClient(t)
 	aName := strings.TrimPrefix(a.FederationURL, "https://")
 	var q struct {
 		ServerKeys []keyResp `json:"server_keys"`
@@ -270,8 +201,8 @@ func TestSignedRequests(t *testing.T) {
 }
 
 func TestUntrustedCertificateRefused(t *testing.T) {
-	caCert, caKey := testCA(t)
-	a := startFederating(t, caCert, caKey)
+	ca := servertest.NewCA(t)
+	a := ca.Start(t, servertest.Options{})
 	// A server whose certificate is not from the trusted CA.
 	rogue := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte(`{"server":{"name":"rogue"}}`))

@@ -273,14 +273,6 @@ func (s *Sender) retire(destination string, q *destQueue) bool {
 	return true
 }
 
-// transaction is the body of PUT /_matrix/federation/v1/send/{txnId}.
-type transaction struct {
-	Origin         string            `json:"origin"`
-	OriginServerTS int64             `json:"origin_server_ts"`
-	PDUs           []json.RawMessage `json:"pdus"`
-	EDUs           []json.RawMessage `json:"edus,omitempty"`
-}
-
 // txnID names a batch by its first entry's seq: a retry sends the same
 // entries (FederationBatch keeps them) under the same ID, so the
 // receiver's (origin, txnId) dedupe recognises it.
@@ -291,7 +283,13 @@ func txnID(batch []store.FedQueued) string {
 // send sends batch as one transaction; nil means the destination answered
 // 200. PDUs it rejected are logged: retrying them would not help.
 func (s *Sender) send(destination string, batch []store.FedQueued) error {
-	txn := transaction{Origin: s.client.ServerName(), OriginServerTS: time.Now().UnixMilli(), PDUs: []json.RawMessage{}}
+	var txn struct {
+		Origin         string            `json:"origin"`
+		OriginServerTS int64             `json:"origin_server_ts"`
+		PDUs           []json.RawMessage `json:"pdus"`
+		EDUs           []json.RawMessage `json:"edus,omitempty"`
+	}
+	txn.Origin, txn.OriginServerTS, txn.PDUs = s.client.ServerName(), time.Now().UnixMilli(), []json.RawMessage{}
 	for _, e := range batch {
 		if e.Kind == store.FedPDU {
 			txn.PDUs = append(txn.PDUs, e.JSON)

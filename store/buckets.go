@@ -138,6 +138,10 @@ var (
 	// entry of the transaction being sent there, so that a retry, even
 	// after a restart, sends the same entries under the same txnId.
 	bucketFedInFlight = []byte("destination_lastseq")
+	// bucketFedTxns maps origin 0x00 txnID to the JSON response we gave a
+	// transaction another server sent us, so a retried one is answered
+	// again without being processed twice.
+	bucketFedTxns = []byte("origin_txnid_response")
 )
 
 // allBuckets lists every bucket the current schema has.
@@ -151,7 +155,7 @@ var allBuckets = [][]byte{
 	bucketBackupVersions, bucketBackupKeys,
 	bucketDeviceKeys, bucketOneTimeKeys, bucketFallbackKeys, bucketCrossSigning, bucketKeySignatures, bucketDeviceLists,
 	bucketMedia, bucketMediaUsage,
-	bucketFedQueue, bucketFedInFlight,
+	bucketFedQueue, bucketFedInFlight, bucketFedTxns,
 }
 
 // appendOnly lists the buckets keyed by stream position alone, whose new

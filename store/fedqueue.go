@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // Kinds of FedQueued entries.
@@ -127,4 +128,23 @@ func (tx *Tx) FederationDestinations() []string {
 		k, _ = c.Seek(append(append([]byte{}, dest...), 1))
 	}
 	return out
+}
+
+func fedTxnKey(origin, txnID string) []byte {
+	return append(append([]byte(origin), 0), txnID...)
+}
+
+// FederationTxn returns the response recorded for a transaction origin
+// sent us, or ErrNotFound if it was never processed.
+func (tx *Tx) FederationTxn(origin, txnID string) ([]byte, error) {
+	v := tx.btx.Bucket(bucketFedTxns).Get(fedTxnKey(origin, txnID))
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	return slices.Clone(v), nil
+}
+
+// PutFederationTxn records the response to a transaction origin sent us.
+func (tx *Tx) PutFederationTxn(origin, txnID string, response []byte) error {
+	return tx.btx.Bucket(bucketFedTxns).Put(fedTxnKey(origin, txnID), response)
 }

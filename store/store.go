@@ -108,6 +108,8 @@ var migrations = []func(tx *bolt.Tx) error{
 	createBuckets,
 	// 12 → 13: the outbound federation queue.
 	createBuckets,
+	// 13 → 14: inbound federation transactions.
+	createBuckets,
 }
 
 // createBuckets creates every bucket of the current schema that is missing.

@@ -1,0 +1,100 @@
+package servertest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"hearth/server"
+)
+
+// CA is a test certificate authority: federating test servers get
+// certificates it signed and trust it for their outbound requests.
+type CA struct {
+	CertFile, KeyFile string
+}
+
+// NewCA writes a fresh CA certificate and key into a temporary directory.
+func NewCA(t testing.TB) *CA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "Hearth test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ca := &CA{CertFile: filepath.Join(dir, "ca.crt"), KeyFile: filepath.Join(dir, "ca.key")}
+	if err := os.WriteFile(ca.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ca.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// Start starts a server named "localhost:<port>" with an HTTPS
+// federation listener whose certificate the CA signed, trusting the CA
+// for outbound federation; opts.Federation and the TLS files are set here.
+func (ca *CA) Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	cert, key, err := server.MintCertificate(ca.CertFile, ca.KeyFile, "localhost", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Federation, opts.TLSCertFile, opts.TLSKeyFile, opts.TrustCAFile = true, cert, key, ca.CertFile
+	return Start(t, opts)
+}
+
+// HTTPClient returns an HTTPS client trusting only the CA.
+func (ca *CA) HTTPClient(t testing.TB) *http.Client {
+	t.Helper()
+	pem, err := os.ReadFile(ca.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+}
+
+// Federation starts n servers that federate with each other over
+// loopback HTTPS, each with its own data directory.
+func Federation(t testing.TB, n int) []*Server {
+	t.Helper()
+	ca := NewCA(t)
+	out := make([]*Server, n)
+	for i := range out {
+		out[i] = ca.Start(t, Options{})
+	}
+	return out
+}
+
+// ServerName returns the server's name.
+func (s *Server) ServerName() string { return s.opts.ServerName }
