@@ -68,14 +68,22 @@ func (s *Service) Keys() *KeyRing { return s.keys }
 
 // Routes is the federation API, served under /_matrix/federation.
 func (s *Service) Routes() []httpx.Route {
-	return []httpx.Route{
+	return append(s.membershipRoutes(), []httpx.Route{
 		// Discovery
 		{Method: "GET", Path: "/v1/version", Auth: httpx.NoAuth, Handler: httpx.NoBody(s.version)},
 		// Queries
 		{Method: "GET", Path: "/v1/query/profile", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.queryProfile)},
 		// Transactions
 		{Method: "PUT", Path: "/v1/send/{txnId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.send), MaxBody: maxTxnBody},
-	}
+		// Retrieving events (events.go)
+		{Method: "GET", Path: "/v1/event/{eventId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.getEvent)},
+		{Method: "GET", Path: "/v1/state/{roomId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.getState)},
+		{Method: "GET", Path: "/v1/state_ids/{roomId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.getStateIDs)},
+		{Method: "GET", Path: "/v1/event_auth/{roomId}/{eventId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.getEventAuth)},
+		// Backfilling and retrieving missing events (events.go)
+		{Method: "GET", Path: "/v1/backfill/{roomId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.backfill)},
+		{Method: "POST", Path: "/v1/get_missing_events/{roomId}", Auth: httpx.ServerAuth, Handler: httpx.JSON(s.getMissingEvents)},
+	}...)
 }
 
 // KeyRoutes is the key API, served under /_matrix/key.

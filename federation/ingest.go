@@ -3,18 +3,33 @@ package federation
 import (
 	"context"
 	"encoding/json"
+	"errors"
+
+	"hearth/server/pdu"
+	"hearth/server/rooms"
 )
 
-// receivePDUs processes the PDUs of a transaction from origin and returns
-// each one's result by event ID.
+// receivePDUs takes the PDUs of a transaction from origin through the
+// room core's ingest pipeline, one after another so a room's events are
+// processed in the order sent, and returns each one's result by event ID.
+// One bad PDU fails alone.
 func (s *Service) receivePDUs(ctx context.Context, origin string, pdus []json.RawMessage) map[string]pduResult {
 	out := map[string]pduResult{}
 	for _, raw := range pdus {
-		var head struct {
-			EventID string `json:"event_id"`
+		id, err := s.rooms.ReceivePDU(ctx, origin, raw)
+		switch {
+		case err == nil:
+			out[id] = pduResult{}
+		case id == "":
+			// Unparseable, or for a room we are not in: there is no
+			// event ID to answer under.
+			s.cfg.Log.Info("federation: PDU dropped", "origin", origin, "room", pdu.RoomIDOf(raw), "err", err)
+		case errors.Is(err, rooms.ErrRejected):
+			out[id] = pduResult{Error: err.Error()}
+		default:
+			s.cfg.Log.Warn("federation: PDU not processed", "origin", origin, "event_id", id, "err", err)
+			out[id] = pduResult{Error: err.Error()}
 		}
-		_ = json.Unmarshal(raw, &head)
-		out[head.EventID] = pduResult{Error: "room events over federation are not supported yet"}
 	}
 	return out
 }

@@ -133,6 +133,7 @@ func Open(cfg Config) (*Server, error) {
 	_ = st.View(func(tx *store.Tx) error { latest = tx.LatestPos(); return nil })
 	s.notifier = syncapi.NewNotifier(latest)
 	s.rooms.OnAppend = s.notifyAppend
+	s.rooms.OnNotify = func(pos uint64, users ...string) { s.notifier.Notify(pos, users) }
 	api := client.New(s.accounts, s.rooms, client.Config{PublicURL: cfg.PublicURL, NoRateLimit: cfg.NoRateLimit})
 	mux.Handle("/_matrix/client", api.Routes())
 	s.keys = keys.New(st, s.accounts, s.notifyDeviceChange)

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"hearth/federation"
@@ -51,6 +52,8 @@ func (s *Server) openFederation(mux *httpx.Mux) error {
 		RootCAs: pool, AllowPrivate: s.cfg.AllowPrivateAddresses, Log: s.log, Rooms: s.rooms,
 	}, s.store)
 	s.sender = federation.NewSender(s.federation.Client(), s.store, federation.SenderConfig{Log: s.log})
+	s.rooms.SetFederation(s.federation, s.federation, s.federation.Keys().PublicKey)
+	s.rooms.OnLocalEvent = s.sendEvent
 	mux.Handle("/_matrix/federation", s.federation.Routes())
 	mux.Handle("/_matrix/key", s.federation.KeyRoutes())
 	return nil
@@ -202,4 +205,24 @@ func ComplementTLS(cfg *Config, caDir string) error {
 	cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TrustCAFile = certFile, keyFile, caCert
 	cfg.FederationAddr, cfg.AllowPrivateAddresses = "0.0.0.0:8448", true
 	return nil
+}
+
+// sendEvent queues an event this server built, or accepted through a
+// send_join, send_leave or send_knock, for the room's other servers.
+func (s *Server) sendEvent(roomID string, ev []byte, extra []string) {
+	servers, err := s.rooms.RemoteServers(roomID)
+	if err != nil {
+		s.log.Warn("federation: servers of a room", "room", roomID, "err", err)
+	}
+	for _, e := range extra {
+		if e != s.cfg.ServerName && !slices.Contains(servers, e) {
+			servers = append(servers, e)
+		}
+	}
+	if len(servers) == 0 {
+		return
+	}
+	if err := s.sender.Enqueue(servers, [][]byte{ev}, nil); err != nil {
+		s.log.Error("federation: queueing an event", "room", roomID, "err", err)
+	}
 }

@@ -60,6 +60,7 @@ func (s *Store) Check() error {
 		errs = append(errs, tx.checkRelations()...)
 		errs = append(errs, tx.checkBackups()...)
 		errs = append(errs, tx.checkKeys()...)
+		errs = append(errs, tx.checkRoomState()...)
 		return errors.Join(errs...)
 	})
 }
@@ -70,4 +71,32 @@ func (tx *Tx) sessionPoints(bucket, hash []byte, d *Device) bool {
 		return false
 	}
 	return s.Localpart == d.Localpart && s.DeviceID == d.ID
+}
+
+// checkRoomState checks that every room's materialised current state is
+// the state of its current snapshot.
+func (tx *Tx) checkRoomState() []error {
+	var errs []error
+	_ = tx.Rooms(func(r *Room) error {
+		snap, err := tx.StateAt(r.CurrentSnap)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("room %s: %w", r.RoomID, err))
+			return nil
+		}
+		cur, err := tx.CurrentState(r.NID, "")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("room %s: %w", r.RoomID, err))
+			return nil
+		}
+		if len(cur) != len(snap) {
+			errs = append(errs, fmt.Errorf("room %s: current state has %d entries, its snapshot %d", r.RoomID, len(cur), len(snap)))
+		}
+		for sk, pos := range snap {
+			if cur[sk] != pos {
+				errs = append(errs, fmt.Errorf("room %s: current state of %v is %d, its snapshot says %d", r.RoomID, sk, cur[sk], pos))
+			}
+		}
+		return nil
+	})
+	return errs
 }

@@ -33,7 +33,18 @@ const (
 	FlagOutlier uint8 = 1 << iota
 	// FlagRedacted: the JSON is the redacted form.
 	FlagRedacted
+	// FlagRejected: the event failed the auth rules (or arrived broken)
+	// and is kept only so it is not fetched and judged again; it is never
+	// served and never part of any state.
+	FlagRejected
+	// FlagSoftFailed: a remote event allowed by the state before it but
+	// not by the room's current state: kept off the timeline and out of
+	// the current state, though later events may refer to it.
+	FlagSoftFailed
 )
+
+// Hidden reports whether an event must not be served at all.
+func (e *StoredEvent) Hidden() bool { return e.Flags&(FlagRejected|FlagSoftFailed) != 0 }
 
 // StoredEvent is an event as the store holds it.
 type StoredEvent struct {
@@ -210,7 +221,20 @@ type NewEvent struct {
 	// Membership is content.membership of an m.room.member event.
 	Membership string
 	Txn        *TxnKey // the client transaction that sent it, if any
+	// StateBefore, when not nil, is the snapshot of the state before the
+	// event, which for a remote event may differ from the room's current
+	// state; nil means the current state.
+	StateBefore *uint64
+	// Current, when not nil, is the room's current state after the event
+	// (for a remote event, the resolution of the state after it with the
+	// other forward extremities' state); nil means the state after the
+	// event. store.ThisEvent in it stands for the event's own position.
+	Current map[StateKey]uint64
 }
+
+// ThisEvent stands for an appended event's own position in
+// NewEvent.Current, which is not known before the append.
+const ThisEvent = ^uint64(0)
 
 // Membership is a user's membership of a room.
 type Membership struct {
@@ -234,7 +258,11 @@ func (tx *Tx) AppendEvent(room *Room, ev *NewEvent) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	rec := &StoredEvent{Pos: pos, RoomNID: room.NID, StateBefore: room.CurrentSnap, JSON: ev.JSON}
+	before := room.CurrentSnap
+	if ev.StateBefore != nil {
+		before = *ev.StateBefore
+	}
+	rec := &StoredEvent{Pos: pos, RoomNID: room.NID, StateBefore: before, JSON: ev.JSON}
 	if err := events.Put(u64(pos), encodeEvent(rec)); err != nil {
 		return 0, err
 	}
@@ -247,21 +275,40 @@ func (tx *Tx) AppendEvent(room *Room, ev *NewEvent) (uint64, error) {
 	if err := tx.btx.Bucket(bucketRoomTopo).Put(nidKey(room.NID, u64(uint64(ev.Depth)), u64(pos)), nil); err != nil {
 		return 0, err
 	}
+	after := before
 	if ev.StateKey != nil {
-		sk := StateKey{ev.Type, *ev.StateKey}
-		snap, err := tx.addSnapshot(room.CurrentSnap, map[StateKey]uint64{sk: pos})
+		if after, err = tx.addSnapshot(before, map[StateKey]uint64{{ev.Type, *ev.StateKey}: pos}); err != nil {
+			return 0, err
+		}
+	}
+	switch {
+	case ev.Current == nil && before == room.CurrentSnap:
+		// The common case, every local event: the state after the event
+		// is the current state plus, at most, the event itself.
+		if ev.StateKey != nil {
+			if err := tx.setCurrent(room.NID, StateKey{ev.Type, *ev.StateKey}, pos, ev.Membership); err != nil {
+				return 0, err
+			}
+		}
+		room.CurrentSnap = after
+	case ev.Current == nil:
+		if err := tx.replaceCurrent(room, after); err != nil {
+			return 0, err
+		}
+	default:
+		cur := make(map[StateKey]uint64, len(ev.Current))
+		for k, v := range ev.Current {
+			if v == ThisEvent {
+				v = pos
+			}
+			cur[k] = v
+		}
+		snap, err := tx.NewSnapshot(cur, after)
 		if err != nil {
 			return 0, err
 		}
-		room.CurrentSnap = snap
-		if err := tx.btx.Bucket(bucketRoomState).Put(nidKey(room.NID, stateKeyBytes(sk)), u64(pos)); err != nil {
+		if err := tx.replaceCurrent(room, snap); err != nil {
 			return 0, err
-		}
-		if ev.Type == "m.room.member" {
-			m := &Membership{RoomNID: room.NID, Membership: ev.Membership, Pos: pos}
-			if err := tx.putJSON(bucketMembers, memberKey(*ev.StateKey, room.NID), m); err != nil {
-				return 0, err
-			}
 		}
 	}
 	// The new event follows its prev events: they stop being extremities.
@@ -285,6 +332,104 @@ func (tx *Tx) AppendEvent(room *Room, ev *NewEvent) (uint64, error) {
 		}
 	}
 	return pos, tx.PutRoom(room)
+}
+
+// setCurrent makes pos the current state event of sk in a room, and
+// indexes a member event's membership.
+func (tx *Tx) setCurrent(roomNID uint64, sk StateKey, pos uint64, membership string) error {
+	if err := tx.btx.Bucket(bucketRoomState).Put(nidKey(roomNID, stateKeyBytes(sk)), u64(pos)); err != nil {
+		return err
+	}
+	if sk.Type != "m.room.member" {
+		return nil
+	}
+	m := &Membership{RoomNID: roomNID, Membership: membership, Pos: pos}
+	if old, err := tx.MembershipOf(sk.Key, roomNID); err == nil {
+		m.Forgotten = old.Forgotten && membership != "join" && membership != "invite"
+	}
+	return tx.putJSON(bucketMembers, memberKey(sk.Key, roomNID), m)
+}
+
+// replaceCurrent makes snapshot snap the room's current state, rewriting
+// the materialised current state and membership index where they differ.
+func (tx *Tx) replaceCurrent(room *Room, snap uint64) error {
+	old, err := tx.StateAt(room.CurrentSnap)
+	if err != nil {
+		return err
+	}
+	cur, err := tx.StateAt(snap)
+	if err != nil {
+		return err
+	}
+	for sk := range old {
+		if _, ok := cur[sk]; ok {
+			continue
+		}
+		if err := tx.btx.Bucket(bucketRoomState).Delete(nidKey(room.NID, stateKeyBytes(sk))); err != nil {
+			return err
+		}
+		if sk.Type == "m.room.member" {
+			if err := tx.btx.Bucket(bucketMembers).Delete(memberKey(sk.Key, room.NID)); err != nil {
+				return err
+			}
+		}
+	}
+	for sk, pos := range cur {
+		if old[sk] == pos {
+			continue
+		}
+		var membership string
+		if sk.Type == "m.room.member" {
+			e, err := tx.Event(pos)
+			if err != nil {
+				return fmt.Errorf("store: member event %d: %w", pos, err)
+			}
+			membership = eventMembership(e.JSON)
+		}
+		if err := tx.setCurrent(room.NID, sk, pos, membership); err != nil {
+			return err
+		}
+	}
+	room.CurrentSnap = snap
+	return nil
+}
+
+// eventMembership returns content.membership of a member event's JSON.
+func eventMembership(js []byte) string {
+	var ev struct {
+		Content struct {
+			Membership string `json:"membership"`
+		} `json:"content"`
+	}
+	_ = json.Unmarshal(js, &ev)
+	return ev.Content.Membership
+}
+
+// SetOutlierMembership records a user's membership of a room we are not
+// in, such as a remote invite stored as an outlier at pos.
+func (tx *Tx) SetOutlierMembership(userID string, roomNID uint64, membership string, pos uint64) error {
+	return tx.putJSON(bucketMembers, memberKey(userID, roomNID), &Membership{RoomNID: roomNID, Membership: membership, Pos: pos})
+}
+
+// AddOutlier stores an event that is not part of a room's timeline: an
+// auth event or a piece of state learnt from another server, or a
+// rejected or soft-failed event (with its flag). stateBefore is the
+// snapshot of the state before it, 0 if unknown. An event already stored
+// returns its position.
+func (tx *Tx) AddOutlier(roomNID uint64, eventID string, js []byte, flags uint8, stateBefore uint64) (uint64, error) {
+	if pos, err := tx.EventPos(eventID); err == nil {
+		return pos, nil
+	}
+	events := tx.btx.Bucket(bucketEvents)
+	pos, err := events.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	rec := &StoredEvent{Pos: pos, RoomNID: roomNID, StateBefore: stateBefore, Flags: flags | FlagOutlier, JSON: js}
+	if err := events.Put(u64(pos), encodeEvent(rec)); err != nil {
+		return 0, err
+	}
+	return pos, tx.btx.Bucket(bucketEventIDs).Put([]byte(eventID), u64(pos))
 }
 
 func memberKey(userID string, nid uint64) []byte {

@@ -16,7 +16,8 @@ type snapshot struct {
 	Entries []snapshotItem `json:"e"`
 }
 
-// snapshotItem is [type, state key, position].
+// snapshotItem is [type, state key, position]; position 0 removes the
+// key from the parent's state.
 type snapshotItem struct {
 	Type string `json:"t"`
 	Key  string `json:"k"`
@@ -45,7 +46,11 @@ func (tx *Tx) addSnapshot(parent uint64, changes map[StateKey]uint64) (uint64, e
 			return 0, err
 		}
 		for k, v := range changes {
-			whole[k] = v
+			if v == 0 {
+				delete(whole, k)
+			} else {
+				whole[k] = v
+			}
 		}
 		changes, s.Parent, s.Level = whole, 0, 0
 	}
@@ -71,7 +76,40 @@ func (tx *Tx) StateAt(snapID uint64) (map[StateKey]uint64, error) {
 		}
 		id = s.Parent
 	}
+	for k, pos := range out {
+		if pos == 0 {
+			delete(out, k)
+		}
+	}
 	return out, nil
+}
+
+// NewSnapshot stores a snapshot of state, as a delta from near (a
+// snapshot it probably shares most entries with; 0 for none), and
+// returns its ID; near itself if state is exactly its state.
+func (tx *Tx) NewSnapshot(state map[StateKey]uint64, near uint64) (uint64, error) {
+	base, err := tx.StateAt(near)
+	if err != nil {
+		return 0, err
+	}
+	changes := map[StateKey]uint64{}
+	for k, pos := range state {
+		if base[k] != pos {
+			changes[k] = pos
+		}
+	}
+	for k := range base {
+		if _, ok := state[k]; !ok {
+			changes[k] = 0
+		}
+	}
+	if len(changes) == 0 {
+		return near, nil
+	}
+	if near != 0 && len(changes) > len(state)/2 {
+		near, changes = 0, state // mostly different: store it whole
+	}
+	return tx.addSnapshot(near, changes)
 }
 
 // StateAfter returns the state after an event: the state before it, plus

@@ -34,14 +34,20 @@ func (a *API) directoryRoutes() []httpx.Route {
 // roomIDOf resolves the {roomIdOrAlias} of /join and /knock: a room
 // alias to the room it points to, anything else as it is.
 func (a *API) roomIDOf(idOrAlias string) (string, error) {
-	if !strings.HasPrefix(idOrAlias, "#") {
-		return idOrAlias, nil
-	}
-	t, err := a.rooms.ResolveAlias(idOrAlias)
+	t, err := a.roomTarget(idOrAlias)
 	if err != nil {
 		return "", err
 	}
 	return t.RoomID, nil
+}
+
+// roomTarget resolves a room ID or alias to the room ID and, for an
+// alias, the servers to join it through.
+func (a *API) roomTarget(idOrAlias string) (*rooms.AliasTarget, error) {
+	if !strings.HasPrefix(idOrAlias, "#") {
+		return &rooms.AliasTarget{RoomID: idOrAlias}, nil
+	}
+	return a.rooms.ResolveAlias(idOrAlias)
 }
 
 // getAlias is GET /directory/room/{roomAlias}.

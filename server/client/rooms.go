@@ -362,26 +362,24 @@ func (a *API) invite(r *httpx.Request, in *memberReq) (*httpx.Empty, error) {
 	return &httpx.Empty{}, err
 }
 
-// join is POST /rooms/{roomId}/join and POST /join/{roomIdOrAlias}.
+// join is POST /rooms/{roomId}/join and POST /join/{roomIdOrAlias}. A
+// room this server is not in is joined over federation through the
+// servers the client names (via, server_name), the alias's, the inviter's
+// or the room ID's.
 func (a *API) join(r *httpx.Request, in *memberReq) (*roomIDResp, error) {
 	roomID := r.Param("roomId")
+	via := append(r.QueryAll("via"), r.QueryAll("server_name")...)
 	if roomID == "" {
-		var err error
-		if roomID, err = a.roomIDOf(r.Param("roomIdOrAlias")); err != nil {
+		t, err := a.roomTarget(r.Param("roomIdOrAlias"))
+		if err != nil {
 			return nil, err
 		}
+		roomID, via = t.RoomID, append(via, t.Servers...)
 	}
 	if !strings.HasPrefix(roomID, "!") {
 		return nil, mxerr.InvalidParam("Invalid room ID")
 	}
-	if m, err := a.rooms.Membership(r.Principal.UserID, roomID); err != nil {
-		return nil, err
-	} else if m == "" {
-		if exists, _ := a.roomExists(roomID); !exists {
-			return nil, mxerr.NotFound("No known servers for this room")
-		}
-	}
-	c := &rooms.MemberChange{Sender: r.Principal.UserID, Target: r.Principal.UserID, Reason: in.Reason, Profile: a.profileOf(r.Principal.Localpart)}
+	c := &rooms.MemberChange{Sender: r.Principal.UserID, Target: r.Principal.UserID, Reason: in.Reason, Profile: a.profileOf(r.Principal.Localpart), Via: via}
 	var extra map[string]json.RawMessage
 	if json.Unmarshal(r.Body(), &extra) == nil {
 		delete(extra, "reason")

@@ -89,6 +89,15 @@ func (r *Request) Param(name string) string {
 // Query returns the query parameter called name, or "".
 func (r *Request) Query(name string) string { return string(r.ctx.QueryArgs().Peek(name)) }
 
+// QueryAll returns every value of a repeated query parameter.
+func (r *Request) QueryAll(name string) []string {
+	var out []string
+	for _, v := range r.ctx.QueryArgs().PeekMulti(name) {
+		out = append(out, string(v))
+	}
+	return out
+}
+
 // HasQuery reports whether the query string names the parameter.
 func (r *Request) HasQuery(name string) bool { return r.ctx.QueryArgs().Has(name) }
 

@@ -32,6 +32,12 @@ type powerLevelsContent struct {
 // join requires; the auth rules then check that member.
 func (s *Service) Join(roomID string, c *MemberChange) (string, error) {
 	c.Membership = "join"
+	if resident, err := s.Resident(roomID); err != nil || !resident {
+		if e, ok := mxerr.As(err); err != nil && !(ok && e.Code == "M_NOT_FOUND") {
+			return "", err
+		}
+		return s.joinRemote(roomID, c, memberContent(c, nil))
+	}
 	authoriser, err := s.restrictedAuthoriser(roomID, c.Target)
 	if err != nil {
 		return "", err

@@ -3,9 +3,9 @@ package rooms
 import (
 	"encoding/json"
 	"errors"
-	"strings"
 
 	"hearth/server/mxerr"
+	"hearth/server/pdu"
 	"hearth/store"
 )
 
@@ -23,6 +23,9 @@ type MemberChange struct {
 	// Extra are further content fields from the client's request body
 	// (Synapse copies a join's body into the member event).
 	Extra map[string]json.RawMessage
+	// Via are servers to join a room we are not in through (the
+	// client's via and server_name, an alias's servers).
+	Via []string
 }
 
 // ChangeMembership sends the member event of c. The auth rules decide
@@ -34,10 +37,30 @@ func (s *Service) ChangeMembership(roomID string, c *MemberChange) (string, erro
 
 // changeMembershipWith is ChangeMembership with extra content fields.
 func (s *Service) changeMembershipWith(roomID string, c *MemberChange, extra map[string]any) (string, error) {
-	if !strings.HasSuffix(c.Target, ":"+s.serverName) {
-		// Remote users are reached over federation, which comes later.
-		return "", mxerr.Forbidden("Users on other servers cannot be invited or joined yet")
+	content := memberContent(c, extra)
+	b, err := json.Marshal(content)
+	if err != nil {
+		return "", err
 	}
+	target := c.Target
+	d := &Draft{Sender: c.Sender, Type: "m.room.member", StateKey: &target, Content: b, Txn: c.Txn}
+	if serverOf(target) != s.serverName {
+		switch c.Membership {
+		case "invite":
+			d.exchange = func(ev *pdu.Event) (*pdu.Event, error) { return s.inviteRemote(roomID, ev) }
+		case "join", "knock":
+			return "", mxerr.Forbidden("Users of other servers join through their own server")
+		}
+	} else if c.Membership == "leave" && c.Sender == c.Target {
+		if resident, err := s.Resident(roomID); err == nil && !resident {
+			return s.leaveRemote(roomID, c.Target, content)
+		}
+	}
+	return s.Send(roomID, d)
+}
+
+// memberContent is the content of c's member event.
+func memberContent(c *MemberChange, extra map[string]any) map[string]any {
 	content := map[string]any{"membership": c.Membership}
 	if c.Reason != "" {
 		content["reason"] = c.Reason
@@ -60,12 +83,7 @@ func (s *Service) changeMembershipWith(roomID string, c *MemberChange, extra map
 	for k, v := range extra {
 		content[k] = v
 	}
-	b, err := json.Marshal(content)
-	if err != nil {
-		return "", err
-	}
-	target := c.Target
-	return s.Send(roomID, &Draft{Sender: c.Sender, Type: "m.room.member", StateKey: &target, Content: b, Txn: c.Txn})
+	return content
 }
 
 // Membership returns a user's membership of a room ("" for none).

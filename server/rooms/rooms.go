@@ -36,6 +36,20 @@ type Service struct {
 	// the default.
 	Unread UnreadCounter
 
+	remote     Remote      // other servers, nil without federation
+	handshakes Handshakes  // our users' membership in rooms elsewhere
+	keys       pdu.KeyFunc // other servers' signing keys
+
+	// OnNotify, when set, wakes the syncs of users an event concerns that
+	// are not in the room's state (the invitee of a remote invite).
+	OnNotify func(pos uint64, users ...string)
+
+	// OnLocalEvent, when set, is called with every event this server
+	// built once it is durable, so federation can send it on; extra are
+	// servers that must receive it beyond the room's (the target of an
+	// invite, a kicked member's server).
+	OnLocalEvent func(roomID string, ev []byte, extra []string)
+
 	// OnAppend, when set, is called after events are durable, with the
 	// newest position and the rooms they are in. Sync wakes its waiters
 	// from it.
@@ -71,6 +85,9 @@ type Draft struct {
 	Content  json.RawMessage
 	Redacts  string
 	Txn      *store.TxnKey
+	// exchange, when set, replaces the built event before it is stored:
+	// an invite of a remote user, countersigned by their server.
+	exchange func(*pdu.Event) (*pdu.Event, error)
 }
 
 // head is a room as the next event sees it: its version, where the
@@ -228,6 +245,11 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if d.exchange != nil {
+		if ev, err = d.exchange(ev); err != nil {
+			return "", err
+		}
+	}
 	var pos uint64
 	err = s.store.Update(func(tx *store.Tx) error {
 		r, err := tx.RoomByNID(room.NID)
@@ -247,6 +269,13 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 	}
 	s.heads.add(pos, room.Version, 0, ev.JSON(), ev) // the next send's prev event
 	s.appended(pos, roomID)
+	if s.OnLocalEvent != nil {
+		var extra []string
+		if ev.Type() == "m.room.member" && serverOf(*ev.StateKey()) != s.serverName {
+			extra = []string{serverOf(*ev.StateKey())} // a kicked or banned user's server
+		}
+		s.OnLocalEvent(roomID, ev.JSON(), extra)
+	}
 	return ev.ID(), nil
 }
 

@@ -469,6 +469,16 @@ func (s *Service) strippedState(tx *store.Tx, room *store.Room, memberPos uint64
 	if err != nil {
 		return nil, err
 	}
+	if rec.Flags&store.FlagOutlier != 0 {
+		// A remote invite: the state its server sent with it.
+		list := &StrippedList{Events: inviteState(rec.JSON)}
+		ev, err := s.eventAt(tx, room.Version, memberPos)
+		if err != nil {
+			return nil, err
+		}
+		list.Events = append(list.Events, StrippedEvent{Type: ev.Type(), StateKey: *ev.StateKey(), Content: ev.Content(), Sender: ev.Sender(), OriginServerTS: ev.OriginServerTS()})
+		return list, nil
+	}
 	st, err := tx.StateAt(rec.StateBefore)
 	if err != nil {
 		return nil, err

@@ -98,3 +98,21 @@ func Federation(t testing.TB, n int) []*Server {
 
 // ServerName returns the server's name.
 func (s *Server) ServerName() string { return s.opts.ServerName }
+
+// Eventually polls cond until it reports true, failing the test with
+// cond's last message after timeout: what crosses servers arrives
+// asynchronously.
+func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, msg := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", timeout, msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,529 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"hearth/server/mxerr"
+	"hearth/server/pdu"
+	"hearth/store"
+)
+
+// Membership events of remote users go through a two-step handshake: the
+// user's server asks us for a template (make_join, make_leave,
+// make_knock), signs it, and sends it back (send_join, send_leave,
+// send_knock). The reverse, our user joining a room elsewhere, builds on
+// the template another server made and imports the state it returns.
+
+// serverOf returns the server name of a user ID.
+func serverOf(userID string) string {
+	_, server, _ := strings.Cut(userID, ":")
+	return server
+}
+
+// resident reports whether one of our users is joined to the room: only
+// then do we hold its current state and may build events in it.
+func (s *Service) resident(tx *store.Tx, room *store.Room) (bool, error) {
+	joined, err := s.joinedMembers(tx, room)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(joined, func(u string) bool { return serverOf(u) == s.serverName }), nil
+}
+
+// MakeMember builds the template of userID's membership event (join,
+// leave or knock) for their server origin to sign. versions are the room
+// versions origin supports (make_join and make_knock's ver).
+func (s *Service) MakeMember(origin, roomID, userID, membership string, versions []string) (string, json.RawMessage, error) {
+	if serverOf(userID) != origin {
+		return "", nil, mxerr.Forbidden("User %s is not of server %s", userID, origin)
+	}
+	var authoriser string
+	if membership == "join" {
+		var err error
+		if authoriser, err = s.restrictedAuthoriser(roomID, userID); err != nil {
+			return "", nil, err
+		}
+	}
+	content := map[string]any{"membership": membership}
+	if authoriser != "" {
+		content["join_authorised_via_users_server"] = authoriser
+	}
+	raw, _ := json.Marshal(content)
+	d := &Draft{Sender: userID, Type: "m.room.member", StateKey: &userID, Content: raw}
+	unlock := s.lockRoom(roomID)
+	defer unlock()
+	var room *store.Room
+	var h *head
+	err := s.store.View(func(tx *store.Tx) (err error) {
+		if room, err = knownRoom(tx, roomID); err != nil {
+			return err
+		}
+		if ok, err := s.resident(tx, room); err != nil || !ok {
+			if err == nil {
+				err = mxerr.NotFound("This server is not in the room")
+			}
+			return err
+		}
+		h, err = s.loadHead(tx, room, d)
+		return err
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	if membership != "leave" && !slices.Contains(versions, room.Version) {
+		return "", nil, &mxerr.Error{Status: 400, Code: "M_INCOMPATIBLE_ROOM_VERSION",
+			Message: fmt.Sprintf("Your server does not support room version %s", room.Version),
+			Extra:   map[string]any{"room_version": room.Version}}
+	}
+	ev, err := s.build(h, d)
+	if err != nil {
+		return "", nil, err
+	}
+	t, err := pdu.Template(ev)
+	return room.Version, t, err
+}
+
+// AcceptMember takes a membership event origin signed from MakeMember's
+// template (send_join, send_leave, send_knock): it must be that
+// membership, of a user of origin, by themselves. It goes through the
+// ingest pipeline and, once accepted, on to the room's other servers. For
+// a join it returns the state before the event and the auth chain of that
+// state and of the event; ev is the event as accepted (with our signature
+// when one of our users authorised a restricted join).
+func (s *Service) AcceptMember(ctx context.Context, origin, roomID, eventID, membership string, js []byte) (ev *pdu.Event, state, chain []json.RawMessage, err error) {
+	var room *store.Room
+	err = s.store.View(func(tx *store.Tx) (err error) {
+		room, err = knownRoom(tx, roomID)
+		return err
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// The parsed event keeps its JSON, which must not be the request's
+	// buffer: that is reused once the handler returns.
+	if ev, err = pdu.ParseUntrusted(room.Version, slices.Clone(js)); err != nil {
+		return nil, nil, nil, mxerr.BadJSON("Invalid event: %v", err)
+	}
+	if m, _ := ev.Membership(); ev.Type() != "m.room.member" || !ev.StateKeyIs(ev.Sender()) || m != membership {
+		return nil, nil, nil, mxerr.BadJSON("Not a %s of the sender", membership)
+	}
+	if ev.ID() != eventID || ev.RoomID() != roomID {
+		return nil, nil, nil, mxerr.BadJSON("The event's ID or room does not match the request")
+	}
+	if serverOf(ev.Sender()) != origin {
+		return nil, nil, nil, mxerr.Forbidden("User %s is not of server %s", ev.Sender(), origin)
+	}
+	var via struct {
+		Authoriser string `json:"join_authorised_via_users_server"`
+	}
+	_ = json.Unmarshal(ev.Content(), &via)
+	if membership == "join" && via.Authoriser != "" && serverOf(via.Authoriser) == s.serverName {
+		if ev, err = pdu.AddSignature(ev, s.signer); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	if s.keys == nil {
+		return nil, nil, nil, errors.New("rooms: no federation")
+	}
+	if err := pdu.VerifySignatures(ctx, ev, s.keys); err != nil {
+		return nil, nil, nil, mxerr.Forbidden("%v", err)
+	}
+	unlock := s.lockRoom(roomID)
+	err = s.ingest(ctx, origin, room.NID, ev, 0)
+	unlock()
+	if errors.Is(err, ErrRejected) {
+		return nil, nil, nil, mxerr.Forbidden("%v", err)
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	err = s.store.View(func(tx *store.Tx) error {
+		rec, err := tx.EventByID(ev.ID())
+		if err != nil {
+			return err
+		}
+		if rec.Flags&store.FlagOutlier != 0 {
+			return mxerr.Forbidden("The event is not allowed by the room's current state")
+		}
+		if membership != "join" {
+			return nil
+		}
+		st, err := tx.StateAt(rec.StateBefore)
+		if err != nil {
+			return err
+		}
+		roots := []*pdu.Event{ev}
+		for _, pos := range st {
+			e, err := s.heads.event(tx, room.Version, pos)
+			if err != nil {
+				return err
+			}
+			state = append(state, e.JSON())
+			roots = append(roots, e)
+		}
+		auth, err := s.authChain(tx, room, roots)
+		for _, e := range auth {
+			chain = append(chain, e.JSON())
+		}
+		return err
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if s.OnLocalEvent != nil {
+		s.OnLocalEvent(roomID, ev.JSON(), nil) // the room's other servers learn of it from us
+	}
+	return ev, state, chain, nil
+}
+
+// ImportJoin stores the room our user joined on another server: the
+// state and auth chain origin returned from send_join, each event
+// verified and checked against its auth events, then the join itself,
+// which must be allowed by that state, as the first event of our
+// timeline.
+func (s *Service) ImportJoin(ctx context.Context, origin, roomID, version string, join []byte, stateJS, chainJS []json.RawMessage) error {
+	unlock := s.lockRoom(roomID)
+	defer unlock()
+	room := &store.Room{RoomID: roomID, Version: version}
+	ev, err := s.parseRemote(ctx, version, join)
+	if err != nil {
+		return err
+	}
+	err = s.store.Update(func(tx *store.Tx) error {
+		r, err := tx.RoomByID(roomID)
+		if errors.Is(err, store.ErrNotFound) {
+			r, err = tx.CreateRoom(roomID, version)
+		}
+		if err == nil {
+			*room = *r
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if room.Version != version {
+		return fmt.Errorf("rooms: room %s is version %s here, %s there", roomID, room.Version, version)
+	}
+	stateEvs := s.parseAll(ctx, room, stateJS)
+	positions, err := s.storeOutliers(ctx, room, append(s.parseAll(ctx, room, chainJS), stateEvs...))
+	if err != nil {
+		return err
+	}
+	state := map[store.StateKey]uint64{}
+	for _, e := range stateEvs {
+		if pos, ok := positions[e.ID()]; ok && e.IsState() {
+			state[store.StateKey{Type: e.Type(), Key: *e.StateKey()}] = pos
+		}
+	}
+	if _, ok := state[store.StateKey{Type: "m.room.create"}]; !ok {
+		return fmt.Errorf("rooms: the state of %s from %s has no create event", roomID, origin)
+	}
+	var pos uint64
+	err = s.store.Update(func(tx *store.Tx) error {
+		r, err := tx.RoomByNID(room.NID)
+		if err != nil {
+			return err
+		}
+		auth, err := s.stateEvents(tx, r, state, ev)
+		if err != nil {
+			return err
+		}
+		if err := pdu.Allowed(ev, auth); err != nil {
+			return fmt.Errorf("rooms: our join is not allowed by the state %s returned: %w", origin, err)
+		}
+		snap, err := tx.NewSnapshot(state, 0)
+		if err != nil {
+			return err
+		}
+		ne := newEvent(ev, nil)
+		ne.StateBefore = &snap
+		if pos, err = tx.AppendEvent(r, ne); err != nil {
+			return err
+		}
+		return s.indexEvent(tx, r, ev, pos, nil)
+	})
+	if err != nil {
+		return err
+	}
+	s.heads.add(pos, version, 0, ev.JSON(), ev)
+	s.appended(pos, roomID)
+	return nil
+}
+
+// Handshakes is how our users' membership changes reach rooms and users
+// on other servers; the federation layer implements it.
+type Handshakes interface {
+	// Join joins userID to a room on one of servers (make_join,
+	// send_join) and imports it with ImportJoin.
+	Join(ctx context.Context, servers []string, roomID, userID string, content map[string]any) error
+	// Leave leaves (or rejects an invite to) a room we are not resident
+	// in through one of servers (make_leave, send_leave).
+	Leave(ctx context.Context, servers []string, roomID, userID string, content map[string]any) error
+	// Invite asks the invitee's server to sign our invite event and
+	// returns the event as it signed it.
+	Invite(ctx context.Context, version string, ev []byte, strippedState []json.RawMessage) ([]byte, error)
+}
+
+// ReceiveInvite takes an invite of one of our users to a room on origin
+// (PUT /invite): it checks and countersigns the event and stores it with
+// the room's stripped state, so the invite shows in the user's sync; it
+// returns the event with our signature.
+func (s *Service) ReceiveInvite(ctx context.Context, origin, roomID, eventID, version string, js []byte, stripped []json.RawMessage) ([]byte, error) {
+	if !pdu.Known(version) {
+		return nil, &mxerr.Error{Status: 400, Code: "M_INCOMPATIBLE_ROOM_VERSION", Message: "Unsupported room version " + version,
+			Extra: map[string]any{"room_version": version}}
+	}
+	ev, err := pdu.ParseUntrusted(version, slices.Clone(js))
+	if err != nil {
+		return nil, mxerr.BadJSON("Invalid event: %v", err)
+	}
+	m, _ := ev.Membership()
+	target := ""
+	if ev.StateKey() != nil {
+		target = *ev.StateKey()
+	}
+	switch {
+	case ev.Type() != "m.room.member" || m != "invite":
+		return nil, mxerr.BadJSON("Not an invite")
+	case ev.ID() != eventID || ev.RoomID() != roomID:
+		return nil, mxerr.BadJSON("The event's ID or room does not match the request")
+	case serverOf(target) != s.serverName:
+		return nil, mxerr.BadJSON("The invitee is not a user of this server")
+	case serverOf(ev.Sender()) != origin:
+		return nil, mxerr.Forbidden("The inviter is not of server %s", origin)
+	}
+	if s.keys == nil {
+		return nil, errors.New("rooms: no federation")
+	}
+	if err := pdu.VerifySignatures(ctx, ev, s.keys); err != nil {
+		return nil, mxerr.Forbidden("%v", err)
+	}
+	signed, err := pdu.AddSignature(ev, s.signer)
+	if err != nil {
+		return nil, err
+	}
+	// The stripped state travels in unsigned, as Synapse keeps it, for
+	// the invitee's sync.
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(signed.JSON(), &obj); err != nil {
+		return nil, err
+	}
+	unsigned := map[string]json.RawMessage{}
+	_ = json.Unmarshal(obj["unsigned"], &unsigned)
+	if stripped == nil {
+		stripped = []json.RawMessage{}
+	}
+	unsigned["invite_room_state"], _ = json.Marshal(stripped)
+	obj["unsigned"], _ = json.Marshal(unsigned)
+	stored, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	unlock := s.lockRoom(roomID)
+	defer unlock()
+	var pos uint64
+	err = s.store.Update(func(tx *store.Tx) error {
+		r, err := tx.RoomByID(roomID)
+		if errors.Is(err, store.ErrNotFound) {
+			r, err = tx.CreateRoom(roomID, version)
+		}
+		if err != nil {
+			return err
+		}
+		if cur, err := tx.MembershipOf(target, r.NID); err == nil && cur.Membership == "join" {
+			return mxerr.Forbidden("The user is already in the room")
+		}
+		if pos, err = tx.AddOutlier(r.NID, ev.ID(), stored, 0, 0); err != nil {
+			return err
+		}
+		return tx.SetOutlierMembership(target, r.NID, "invite", pos)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.OnNotify != nil {
+		s.OnNotify(pos, target)
+	}
+	return signed.JSON(), nil
+}
+
+// inviteState returns the stripped state a remote invite carried.
+func inviteState(js []byte) []StrippedEvent {
+	var ev struct {
+		Unsigned struct {
+			State []StrippedEvent `json:"invite_room_state"`
+		} `json:"unsigned"`
+	}
+	_ = json.Unmarshal(js, &ev)
+	return ev.Unsigned.State
+}
+
+// remoteServers returns where to reach a room we are not resident in:
+// the servers the client named, the inviter's, and the room ID's.
+func (s *Service) remoteServers(tx *store.Tx, roomID, userID string, via []string) []string {
+	out := slices.Clone(via)
+	add := func(server string) {
+		if server != "" && server != s.serverName && !slices.Contains(out, server) {
+			out = append(out, server)
+		}
+	}
+	if room, err := tx.RoomByID(roomID); err == nil {
+		if m, err := tx.MembershipOf(userID, room.NID); err == nil {
+			if rec, err := tx.Event(m.Pos); err == nil {
+				var ev struct {
+					Sender string `json:"sender"`
+				}
+				_ = json.Unmarshal(rec.JSON, &ev)
+				add(serverOf(ev.Sender))
+			}
+		}
+	}
+	add(serverOf(roomID))
+	return slices.DeleteFunc(out, func(n string) bool { return n == s.serverName })
+}
+
+// federationTimeout bounds a membership handshake with another server.
+const federationTimeout = 2 * time.Minute
+
+// Resident reports whether one of our users is joined to a room.
+func (s *Service) Resident(roomID string) (bool, error) {
+	var ok bool
+	err := s.store.View(func(tx *store.Tx) error {
+		room, err := knownRoom(tx, roomID)
+		if err != nil {
+			return err
+		}
+		ok, err = s.resident(tx, room)
+		return err
+	})
+	return ok, err
+}
+
+// joinRemote joins c.Target to a room we are not in through another
+// server.
+func (s *Service) joinRemote(roomID string, c *MemberChange, content map[string]any) (string, error) {
+	if s.handshakes == nil {
+		return "", mxerr.NotFound("No known servers for this room")
+	}
+	var servers []string
+	_ = s.store.View(func(tx *store.Tx) error {
+		servers = s.remoteServers(tx, roomID, c.Target, c.Via)
+		return nil
+	})
+	if len(servers) == 0 {
+		return "", mxerr.NotFound("No known servers for this room")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), federationTimeout)
+	defer cancel()
+	if err := s.handshakes.Join(ctx, servers, roomID, c.Target, content); err != nil {
+		return "", err
+	}
+	var id string
+	err := s.store.View(func(tx *store.Tx) error {
+		room, err := knownRoom(tx, roomID)
+		if err != nil {
+			return err
+		}
+		m, err := tx.MembershipOf(c.Target, room.NID)
+		if err != nil {
+			return err
+		}
+		ev, err := s.eventAt(tx, room.Version, m.Pos)
+		if err == nil {
+			id = ev.ID()
+		}
+		return err
+	})
+	return id, err
+}
+
+// leaveRemote leaves, or rejects the invite to, a room we are not
+// resident in, through the server that invited us.
+func (s *Service) leaveRemote(roomID, userID string, content map[string]any) (string, error) {
+	if s.handshakes == nil {
+		return "", mxerr.Forbidden("This server is not in the room")
+	}
+	var servers []string
+	var room *store.Room
+	err := s.store.View(func(tx *store.Tx) (err error) {
+		room, err = knownRoom(tx, roomID)
+		servers = s.remoteServers(tx, roomID, userID, nil)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), federationTimeout)
+	defer cancel()
+	if err := s.handshakes.Leave(ctx, servers, roomID, userID, content); err != nil {
+		// The inviting server may be gone for good: the invite is
+		// withdrawn here all the same, as Synapse does.
+		s.log.Info("federation: remote leave failed; forgetting the invite locally", "room", roomID, "err", err)
+	}
+	var pos uint64
+	err = s.store.Update(func(tx *store.Tx) error {
+		m, err := tx.MembershipOf(userID, room.NID)
+		if err != nil || m.Membership == "join" {
+			return err
+		}
+		pos = m.Pos
+		return tx.SetOutlierMembership(userID, room.NID, "leave", m.Pos)
+	})
+	if err == nil && s.OnNotify != nil {
+		s.OnNotify(pos, userID)
+	}
+	return "", err
+}
+
+// inviteRemote has the invitee's server countersign our invite ev.
+func (s *Service) inviteRemote(roomID string, ev *pdu.Event) (*pdu.Event, error) {
+	if s.handshakes == nil {
+		return nil, mxerr.Forbidden("This server does not federate")
+	}
+	st, err := s.StrippedState(roomID)
+	if err != nil {
+		return nil, err
+	}
+	var stripped []json.RawMessage
+	for _, e := range st {
+		raw, _ := json.Marshal(e)
+		stripped = append(stripped, raw)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), federationTimeout)
+	defer cancel()
+	signed, err := s.handshakes.Invite(ctx, ev.Version(), ev.JSON(), stripped)
+	if err != nil {
+		return nil, mxerr.Forbidden("The invitee's server refused the invite: %v", err)
+	}
+	out, err := s.parseRemote(ctx, ev.Version(), signed)
+	if err != nil || out.ID() != ev.ID() {
+		return nil, mxerr.Forbidden("The invitee's server returned a bad event")
+	}
+	return out, nil
+}
+
+// StrippedState returns the stripped current state an invitee or
+// knocker is shown of a room.
+func (s *Service) StrippedState(roomID string) ([]StrippedEvent, error) {
+	out := []StrippedEvent{}
+	err := s.store.View(func(tx *store.Tx) error {
+		room, err := knownRoom(tx, roomID)
+		if err != nil {
+			return err
+		}
+		for _, typ := range strippedTypes {
+			if e, err := s.stateEvent(tx, room, typ, ""); err == nil {
+				out = append(out, StrippedEvent{Type: e.Type(), StateKey: *e.StateKey(), Content: e.Content(), Sender: e.Sender(), OriginServerTS: e.OriginServerTS()})
+			}
+		}
+		return nil
+	})
+	return out, err
+}

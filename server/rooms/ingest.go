@@ -1,0 +1,140 @@
+package rooms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"hearth/server/pdu"
+	"hearth/store"
+)
+
+// The ingest pipeline takes an event another server sent (a PDU of a
+// transaction, a send_join, send_leave or send_knock) through the
+// Server-Server API's checks ("Checks performed on receipt of a PDU"):
+//
+//  1. parse: room version, canonical JSON, content hash (redacting on a
+//     mismatch), size (ingest.go);
+//  2. signatures of the servers that must have signed (ingest.go);
+//  3. auth events: fetched when missing, the event checked against them
+//     (ingest_auth.go);
+//  4. prev events: fetched when missing, the state before the event
+//     computed, by state resolution where they fork, and the event
+//     checked against it (ingest_state.go);
+//  5. the event checked against the room's current state: soft-failed if
+//     it fails, and persisted with its state (ingest_store.go).
+//
+// A rejected event is kept (flagged, never served) so it is not fetched
+// and judged again; it never becomes part of any state.
+
+// maxFetchDepth bounds how deep missing prev events are chased.
+const maxFetchDepth = 1
+
+// ReceivePDU takes a PDU origin sent us through the pipeline. It returns
+// the event ID; an error wrapping ErrRejected when the event was refused,
+// ErrNotInRoom for a room we are not in.
+func (s *Service) ReceivePDU(ctx context.Context, origin string, js []byte) (string, error) {
+	roomID := pdu.RoomIDOf(js)
+	var room *store.Room
+	err := s.store.View(func(tx *store.Tx) (err error) {
+		room, err = tx.RoomByID(roomID)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return "", ErrNotInRoom
+	}
+	if err != nil {
+		return "", err
+	}
+	ev, err := s.parseRemote(ctx, room.Version, js)
+	if err != nil {
+		return "", err
+	}
+	unlock := s.lockRoom(roomID)
+	defer unlock()
+	return ev.ID(), s.ingest(ctx, origin, room.NID, ev, 0)
+}
+
+// parseRemote parses and verifies a remote event's JSON: steps 1 and 2.
+func (s *Service) parseRemote(ctx context.Context, version string, js []byte) (*pdu.Event, error) {
+	if len(js) > MaxEventSize {
+		return nil, fmt.Errorf("%w: over %d bytes", ErrRejected, MaxEventSize)
+	}
+	ev, err := pdu.ParseUntrusted(version, slices.Clone(js)) // never a request buffer
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRejected, err)
+	}
+	if s.keys == nil {
+		return nil, fmt.Errorf("%w: no federation", ErrRejected)
+	}
+	if err := pdu.VerifySignatures(ctx, ev, s.keys); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRejected, err)
+	}
+	return ev, nil
+}
+
+// ingest runs steps 3 to 5 for a parsed, verified event of the room
+// roomNID; the caller holds the room's lock. depth counts how deep in a
+// chase for missing prev events this is.
+func (s *Service) ingest(ctx context.Context, origin string, roomNID uint64, ev *pdu.Event, depth int) error {
+	var room *store.Room
+	known := false
+	err := s.store.View(func(tx *store.Tx) (err error) {
+		if room, err = tx.RoomByNID(roomNID); err != nil {
+			return err
+		}
+		if rec, err := tx.EventByID(ev.ID()); err == nil && rec.Flags&store.FlagOutlier == 0 {
+			known = true
+		}
+		return nil
+	})
+	if err != nil || known {
+		return err
+	}
+	if ev.RoomID() != room.RoomID {
+		return fmt.Errorf("%w: event of room %s, not %s", ErrRejected, ev.RoomID(), room.RoomID)
+	}
+	if err := s.checkAuthEvents(ctx, origin, room, ev); err != nil {
+		return err
+	}
+	before, err := s.stateBefore(ctx, origin, room, ev, depth)
+	if err != nil {
+		return err
+	}
+	return s.persistRemote(room, ev, before)
+}
+
+// reject stores ev as rejected (once) and returns the refusal.
+func (s *Service) reject(room *store.Room, ev *pdu.Event, why error) error {
+	err := s.store.Update(func(tx *store.Tx) error {
+		_, err := tx.AddOutlier(room.NID, ev.ID(), ev.JSON(), store.FlagRejected, 0)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Info("federation: event rejected", "event_id", ev.ID(), "room", room.RoomID, "sender", ev.Sender(), "why", why)
+	return fmt.Errorf("%w: %v", ErrRejected, why)
+}
+
+// stateEvents returns the events of a state map that the auth rules need
+// for ev, the create event always among them.
+func (s *Service) stateEvents(tx *store.Tx, room *store.Room, state map[store.StateKey]uint64, ev *pdu.Event) ([]*pdu.Event, error) {
+	needed := append(pdu.AuthStateNeededFor(ev), pdu.StateKey{Type: "m.room.create"})
+	var out []*pdu.Event
+	for _, sk := range needed {
+		pos, ok := state[store.StateKey{Type: sk.Type, Key: sk.StateKey}]
+		if !ok {
+			continue
+		}
+		e, err := s.heads.event(tx, room.Version, pos)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.ContainsFunc(out, func(o *pdu.Event) bool { return o.ID() == e.ID() }) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,285 @@
+package rooms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"hearth/server/pdu"
+	"hearth/store"
+)
+
+// maxMissingEvents is how many missing events one get_missing_events
+// asks for.
+const maxMissingEvents = 20
+
+// stateBefore is step 4: the state before ev. When ev's prev events are
+// unknown they are fetched from origin (get_missing_events, up to
+// maxFetchDepth deep); where a gap remains, the state at the missing
+// event is asked for (/state). Where the prev events' states differ they
+// are resolved. ev must pass the auth rules against the result.
+func (s *Service) stateBefore(ctx context.Context, origin string, room *store.Room, ev *pdu.Event, depth int) (map[store.StateKey]uint64, error) {
+	prevs := ev.PrevEventIDs()
+	missing, err := s.missingPrevs(prevs)
+	if err != nil {
+		return nil, err
+	}
+	if len(missing) > 0 && depth < maxFetchDepth && s.remote != nil {
+		s.fetchMissing(ctx, origin, room, ev, depth)
+		if missing, err = s.missingPrevs(prevs); err != nil {
+			return nil, err
+		}
+	}
+	var sets []map[store.StateKey]uint64
+	for _, id := range missing {
+		st, err := s.fetchStateAfter(ctx, origin, room, id)
+		if err != nil {
+			return nil, fmt.Errorf("state at missing prev event %s: %w", id, err)
+		}
+		sets = append(sets, st)
+	}
+	var before map[store.StateKey]uint64
+	err = s.store.View(func(tx *store.Tx) error {
+		for _, id := range prevs {
+			if slices.Contains(missing, id) {
+				continue
+			}
+			l, err := s.load(tx, room.Version, id)
+			if err != nil {
+				return err
+			}
+			st, err := stateAfter(tx, l)
+			if err != nil {
+				return err
+			}
+			sets = append(sets, st)
+		}
+		before, err = s.resolve(tx, room, sets)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return before, nil
+}
+
+// usablePrev reports whether a stored event's state after it is known:
+// a timeline event or a soft-failed one, not an outlier or a rejected one.
+func usablePrev(rec *store.StoredEvent) bool {
+	if rec.Flags&store.FlagRejected != 0 {
+		return false
+	}
+	return rec.Flags&store.FlagOutlier == 0 || rec.Flags&store.FlagSoftFailed != 0
+}
+
+// missingPrevs returns the prev events whose state after them is unknown.
+func (s *Service) missingPrevs(prevs []string) ([]string, error) {
+	var out []string
+	err := s.store.View(func(tx *store.Tx) error {
+		for _, id := range prevs {
+			rec, err := tx.EventByID(id)
+			if errors.Is(err, store.ErrNotFound) || (err == nil && !usablePrev(rec)) {
+				out = append(out, id)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// stateAfter returns the state after a stored event.
+func stateAfter(tx *store.Tx, l *loaded) (map[store.StateKey]uint64, error) {
+	var sk *store.StateKey
+	if l.ev.IsState() {
+		sk = &store.StateKey{Type: l.ev.Type(), Key: *l.ev.StateKey()}
+	}
+	return tx.StateAfter(l.rec, sk)
+}
+
+// fetchMissing asks origin for the events between our forward
+// extremities and ev, and ingests those it returns, oldest first.
+func (s *Service) fetchMissing(ctx context.Context, origin string, room *store.Room, ev *pdu.Event, depth int) {
+	var earliest []string
+	err := s.store.View(func(tx *store.Tx) error {
+		r, err := tx.RoomByNID(room.NID)
+		if err != nil {
+			return err
+		}
+		for _, p := range r.Extremities {
+			if e, err := s.heads.event(tx, r.Version, p); err == nil {
+				earliest = append(earliest, e.ID())
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return
+	}
+	raws, err := s.remote.MissingEvents(ctx, origin, room.RoomID, earliest, []string{ev.ID()}, maxMissingEvents)
+	if err != nil {
+		s.log.Info("federation: get_missing_events failed", "room", room.RoomID, "origin", origin, "err", err)
+		return
+	}
+	evs := s.parseAll(ctx, room, raws)
+	slices.SortFunc(evs, func(a, b *pdu.Event) int { return int(a.Depth() - b.Depth()) })
+	for _, e := range evs {
+		if e.ID() == ev.ID() {
+			continue
+		}
+		if err := s.ingest(ctx, origin, room.NID, e, depth+1); err != nil {
+			s.log.Info("federation: a missing event was not accepted", "event_id", e.ID(), "err", err)
+		}
+	}
+}
+
+// fetchStateAfter asks origin for the state at an event we do not have
+// (and the event itself), stores what it returns as outliers, and returns
+// the state after the event.
+func (s *Service) fetchStateAfter(ctx context.Context, origin string, room *store.Room, eventID string) (map[store.StateKey]uint64, error) {
+	if s.remote == nil {
+		return nil, errors.New("no federation")
+	}
+	stateJS, chainJS, err := s.remote.State(ctx, origin, room.RoomID, eventID)
+	if err != nil {
+		return nil, err
+	}
+	evJS, err := s.remote.Event(ctx, origin, eventID)
+	if err != nil {
+		return nil, err
+	}
+	state := s.parseAll(ctx, room, stateJS)
+	all := append(s.parseAll(ctx, room, chainJS), state...)
+	prev := s.parseAll(ctx, room, append(stateJS[:0:0], evJS))
+	all = append(all, prev...)
+	positions, err := s.storeOutliers(ctx, room, all)
+	if err != nil {
+		return nil, err
+	}
+	out := map[store.StateKey]uint64{}
+	for _, e := range append(state, prev...) {
+		if e.ID() == eventID && len(prev) == 1 && !e.IsState() {
+			continue
+		}
+		pos, ok := positions[e.ID()]
+		if !ok || !e.IsState() {
+			continue // rejected
+		}
+		out[store.StateKey{Type: e.Type(), Key: *e.StateKey()}] = pos
+	}
+	return out, nil
+}
+
+// resolve returns the state the state sets resolve to: the one set when
+// there is one or they agree, else the room version's state resolution
+// over them.
+func (s *Service) resolve(tx *store.Tx, room *store.Room, sets []map[store.StateKey]uint64) (map[store.StateKey]uint64, error) {
+	if len(sets) == 0 {
+		return map[store.StateKey]uint64{}, nil
+	}
+	conflicted := map[uint64]bool{}
+	for k := range union(sets) {
+		first, ok := sets[0][k]
+		for _, set := range sets {
+			if pos, has := set[k]; has != ok || pos != first {
+				for _, set := range sets {
+					if pos, has := set[k]; has {
+						conflicted[pos] = true
+					}
+				}
+				break
+			}
+		}
+	}
+	if len(conflicted) == 0 {
+		return sets[0], nil
+	}
+	evSets := make([][]*pdu.Event, len(sets))
+	byID := map[string]uint64{}
+	for i, set := range sets {
+		for _, pos := range set {
+			e, err := s.heads.event(tx, room.Version, pos)
+			if err != nil {
+				return nil, err
+			}
+			evSets[i] = append(evSets[i], e)
+			byID[e.ID()] = pos
+		}
+	}
+	var roots []*pdu.Event
+	for pos := range conflicted {
+		e, err := s.heads.event(tx, room.Version, pos)
+		if err != nil {
+			return nil, err
+		}
+		roots = append(roots, e)
+	}
+	chain, err := s.authChain(tx, room, roots)
+	if err != nil {
+		return nil, err
+	}
+	resolved, err := pdu.Resolve(room.Version, evSets, chain)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[store.StateKey]uint64, len(resolved))
+	for _, e := range resolved {
+		pos, ok := byID[e.ID()]
+		if !ok {
+			if pos, err = tx.EventPos(e.ID()); err != nil {
+				return nil, err
+			}
+		}
+		out[store.StateKey{Type: e.Type(), Key: *e.StateKey()}] = pos
+	}
+	return out, nil
+}
+
+func union(sets []map[store.StateKey]uint64) map[store.StateKey]bool {
+	out := map[store.StateKey]bool{}
+	for _, set := range sets {
+		for k := range set {
+			out[k] = true
+		}
+	}
+	return out
+}
+
+// authChain returns the auth events of roots, recursively, as far as they
+// are stored.
+func (s *Service) authChain(tx *store.Tx, room *store.Room, roots []*pdu.Event) ([]*pdu.Event, error) {
+	seen := map[string]bool{}
+	var out []*pdu.Event
+	queue := slices.Clone(roots)
+	if c := createEventID(room); c != "" {
+		// Room version 12 leaves the create event out of auth_events.
+		if l, err := s.load(tx, room.Version, c); err == nil {
+			seen[c] = true
+			out = append(out, l.ev)
+		}
+	}
+	for len(queue) > 0 {
+		e := queue[0]
+		queue = queue[1:]
+		for _, id := range e.AuthEventIDs() {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			l, err := s.load(tx, room.Version, id)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, l.ev)
+			queue = append(queue, l.ev)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,182 @@
+package rooms
+
+import (
+	"fmt"
+	"slices"
+
+	"hearth/server/pdu"
+	"hearth/store"
+)
+
+// persistRemote is step 5: with the state before ev known, ev is checked
+// against it (rejected if it fails) and against the room's current state
+// (soft-failed if it fails: kept, but off the timeline and out of the
+// state), then appended with its state; where it does not follow every
+// forward extremity, the room's new current state is the resolution of
+// the old one with the state after ev.
+func (s *Service) persistRemote(room *store.Room, ev *pdu.Event, before map[store.StateKey]uint64) error {
+	var pos uint64
+	var refusal, softFail error
+	err := s.store.Update(func(tx *store.Tx) error {
+		pos, refusal, softFail = 0, nil, nil
+		r, err := tx.RoomByNID(room.NID)
+		if err != nil {
+			return err
+		}
+		auth, err := s.stateEvents(tx, r, before, ev)
+		if err != nil {
+			return err
+		}
+		if refusal = pdu.Allowed(ev, auth); refusal != nil {
+			_, err := tx.AddOutlier(r.NID, ev.ID(), ev.JSON(), store.FlagRejected, 0)
+			return err
+		}
+		snap, err := tx.NewSnapshot(before, r.CurrentSnap)
+		if err != nil {
+			return err
+		}
+		current, err := tx.CurrentState(r.NID, "")
+		if err != nil {
+			return err
+		}
+		curAuth, err := s.stateEvents(tx, r, current, ev)
+		if err != nil {
+			return err
+		}
+		if softFail = pdu.Allowed(ev, curAuth); softFail != nil {
+			_, err := tx.AddOutlier(r.NID, ev.ID(), ev.JSON(), store.FlagSoftFailed, snap)
+			return err
+		}
+		ne := newEvent(ev, nil)
+		ne.StateBefore = &snap
+		if !s.followsAll(tx, r, ev) {
+			// A fork: resolve the current state with the state after ev.
+			after := make(map[store.StateKey]uint64, len(before)+1)
+			for k, v := range before {
+				after[k] = v
+			}
+			if ev.IsState() {
+				after[store.StateKey{Type: ev.Type(), Key: *ev.StateKey()}] = 0 // its position, set below
+			}
+			if ne.Current, err = s.resolveWith(tx, r, current, after, ev); err != nil {
+				return err
+			}
+		}
+		if pos, err = tx.AppendEvent(r, ne); err != nil {
+			return err
+		}
+		if ev.Type() == "m.room.redaction" && !ev.IsState() && !s.mayRedact(tx, r, ev) {
+			return s.indexRelation(tx, r, ev, pos)
+		}
+		return s.indexEvent(tx, r, ev, pos, nil)
+	})
+	if err != nil {
+		return err
+	}
+	if refusal != nil {
+		s.log.Info("federation: event rejected", "event_id", ev.ID(), "room", room.RoomID, "why", refusal)
+		return fmt.Errorf("%w: not allowed by the state before it: %v", ErrRejected, refusal)
+	}
+	if softFail != nil {
+		s.log.Info("federation: event soft-failed", "event_id", ev.ID(), "room", room.RoomID, "why", softFail)
+		return nil
+	}
+	s.heads.add(pos, room.Version, 0, ev.JSON(), ev)
+	s.appended(pos, room.RoomID)
+	return nil
+}
+
+// followsAll reports whether ev's prev events include every forward
+// extremity of the room: the state after it is then the current state.
+func (s *Service) followsAll(tx *store.Tx, r *store.Room, ev *pdu.Event) bool {
+	prevs := ev.PrevEventIDs()
+	for _, p := range r.Extremities {
+		e, err := s.heads.event(tx, r.Version, p)
+		if err != nil || !slices.Contains(prevs, e.ID()) {
+			return false
+		}
+	}
+	return true
+}
+
+// resolveWith resolves the room's current state with the state after ev
+// (whose own entry, if a state event, is a placeholder 0 until it has a
+// position). In the result, ev's own entry, if it wins, is
+// store.ThisEvent; nil means the two agree.
+func (s *Service) resolveWith(tx *store.Tx, r *store.Room, current, after map[store.StateKey]uint64, ev *pdu.Event) (map[store.StateKey]uint64, error) {
+	// The resolver works on events; ev is not stored yet, so it is
+	// resolved by its parsed form.
+	sets := [][]*pdu.Event{nil, nil}
+	byID := map[string]uint64{}
+	var conflicted []*pdu.Event
+	for i, set := range []map[store.StateKey]uint64{current, after} {
+		for k, pos := range set {
+			var e *pdu.Event
+			if pos == 0 {
+				e = ev
+			} else {
+				var err error
+				if e, err = s.heads.event(tx, r.Version, pos); err != nil {
+					return nil, err
+				}
+				byID[e.ID()] = pos
+			}
+			sets[i] = append(sets[i], e)
+			other := after
+			if i == 1 {
+				other = current
+			}
+			if op, ok := other[k]; !ok || op != pos {
+				conflicted = append(conflicted, e)
+			}
+		}
+	}
+	if len(conflicted) == 0 {
+		return nil, nil
+	}
+	chain, err := s.authChain(tx, r, conflicted)
+	if err != nil {
+		return nil, err
+	}
+	resolved, err := pdu.Resolve(r.Version, sets, chain)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[store.StateKey]uint64, len(resolved))
+	for _, e := range resolved {
+		k := store.StateKey{Type: e.Type(), Key: *e.StateKey()}
+		if e.ID() == ev.ID() {
+			out[k] = store.ThisEvent
+			continue
+		}
+		pos, ok := byID[e.ID()]
+		if !ok {
+			if pos, err = tx.EventPos(e.ID()); err != nil {
+				return nil, err
+			}
+		}
+		out[k] = pos
+	}
+	return out, nil
+}
+
+// mayRedact reports whether a remote redaction may take effect: its
+// sender is of the same server as the redacted event's, or has the power
+// to redact others' events (room versions 3+ leave this check to the
+// server applying the redaction).
+func (s *Service) mayRedact(tx *store.Tx, r *store.Room, red *pdu.Event) bool {
+	target, err := s.load(tx, r.Version, red.Redacts())
+	if err != nil {
+		return true // applied when the target arrives
+	}
+	if target.ev.Origin() == red.Origin() {
+		return true
+	}
+	create, err1 := s.stateEvent(tx, r, "m.room.create", "")
+	pl, _ := s.stateEvent(tx, r, "m.room.power_levels", "")
+	if err1 != nil {
+		return false
+	}
+	ok, err := pdu.MayRedactOthers(create, pl, red.Sender())
+	return err == nil && ok
+}
