@@ -251,11 +251,16 @@ type Membership struct {
 // extremities and the transaction map. room is updated in place.
 func (tx *Tx) AppendEvent(room *Room, ev *NewEvent) (uint64, error) {
 	events := tx.btx.Bucket(bucketEvents)
-	if tx.btx.Bucket(bucketEventIDs).Get([]byte(ev.EventID)) != nil {
-		return 0, fmt.Errorf("store: event %s: %w", ev.EventID, ErrExists)
-	}
-	pos, err := events.NextSequence()
-	if err != nil {
+	var pos uint64
+	if old, err := tx.EventByID(ev.EventID); err == nil {
+		if old.Flags&FlagOutlier == 0 || old.Flags&FlagRejected != 0 {
+			return 0, fmt.Errorf("store: event %s: %w", ev.EventID, ErrExists)
+		}
+		// An outlier joins the timeline where it was stored: its
+		// position may be in state snapshots already. (A client that
+		// synced past it sees it in /messages, not in /sync.)
+		pos = old.Pos
+	} else if pos, err = events.NextSequence(); err != nil {
 		return 0, err
 	}
 	before := room.CurrentSnap
@@ -277,6 +282,7 @@ func (tx *Tx) AppendEvent(room *Room, ev *NewEvent) (uint64, error) {
 	}
 	after := before
 	if ev.StateKey != nil {
+		var err error
 		if after, err = tx.addSnapshot(before, map[StateKey]uint64{{ev.Type, *ev.StateKey}: pos}); err != nil {
 			return 0, err
 		}

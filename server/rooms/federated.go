@@ -302,12 +302,14 @@ func (s *Service) ReceiveInvite(ctx context.Context, origin, roomID, eventID, ve
 	if s.keys == nil {
 		return nil, errors.New("rooms: no federation")
 	}
-	if err := pdu.VerifySignatures(ctx, ev, s.keys); err != nil {
-		return nil, mxerr.Forbidden("%v", err)
-	}
+	// The invitee's server's signature is among those an invite needs:
+	// ours goes on before the check.
 	signed, err := pdu.AddSignature(ev, s.signer)
 	if err != nil {
 		return nil, err
+	}
+	if err := pdu.VerifySignatures(ctx, signed, s.keys); err != nil {
+		return nil, mxerr.Forbidden("%v", err)
 	}
 	// The stripped state travels in unsigned, as Synapse keeps it, for
 	// the invitee's sync.

@@ -51,6 +51,12 @@ func (s *Service) ReceivePDU(ctx context.Context, origin string, js []byte) (str
 	if err != nil {
 		return "", err
 	}
+	// Only a resident server holds the state an event is checked
+	// against; events that arrive while a join is under way are fetched
+	// again as missing events once it is done.
+	if ok, err := s.Resident(roomID); err != nil || !ok {
+		return ev.ID(), ErrNotInRoom
+	}
 	unlock := s.lockRoom(roomID)
 	defer unlock()
 	return ev.ID(), s.ingest(ctx, origin, room.NID, ev, 0)
@@ -79,19 +85,24 @@ func (s *Service) parseRemote(ctx context.Context, version string, js []byte) (*
 // chase for missing prev events this is.
 func (s *Service) ingest(ctx context.Context, origin string, roomNID uint64, ev *pdu.Event, depth int) error {
 	var room *store.Room
-	known := false
+	var known *store.StoredEvent
 	err := s.store.View(func(tx *store.Tx) (err error) {
 		if room, err = tx.RoomByNID(roomNID); err != nil {
 			return err
 		}
-		if rec, err := tx.EventByID(ev.ID()); err == nil && rec.Flags&store.FlagOutlier == 0 {
-			known = true
-		}
+		known, _ = tx.EventByID(ev.ID())
 		return nil
 	})
-	if err != nil || known {
+	switch {
+	case err != nil:
 		return err
+	case known != nil && known.Flags&store.FlagRejected != 0:
+		return fmt.Errorf("%w: rejected before", ErrRejected)
+	case known != nil && known.Flags&store.FlagOutlier == 0:
+		return nil // in the timeline already
 	}
+	// Unknown, or known only as an outlier (an auth or state event, a
+	// soft-failed one): it goes through the pipeline.
 	if ev.RoomID() != room.RoomID {
 		return fmt.Errorf("%w: event of room %s, not %s", ErrRejected, ev.RoomID(), room.RoomID)
 	}
