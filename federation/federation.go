@@ -8,10 +8,12 @@
 package federation
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"net"
 	"strings"
 
 	"hearth/server/httpx"
@@ -31,6 +33,8 @@ type Config struct {
 	// AllowPrivate lets outbound requests reach private addresses.
 	AllowPrivate bool
 	Log          *slog.Logger
+	// DialContext, when set, replaces the outbound dialer (tests).
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Rooms is the room core, which PDUs go to and room reads come from.
 	Rooms *rooms.Service
 }
@@ -54,7 +58,7 @@ func New(cfg Config, st *store.Store) *Service {
 		cfg.Log = slog.Default()
 	}
 	c := NewClient(ClientConfig{ServerName: cfg.ServerName, KeyID: cfg.KeyID, Key: cfg.Key,
-		RootCAs: cfg.RootCAs, AllowPrivate: cfg.AllowPrivate})
+		RootCAs: cfg.RootCAs, AllowPrivate: cfg.AllowPrivate, DialContext: cfg.DialContext})
 	s := &Service{cfg: cfg, store: st, client: c, keys: NewKeyRing(cfg.ServerName, cfg.KeyID, cfg.Key, c),
 		rooms: cfg.Rooms, edus: map[string]eduHandler{}}
 	return s

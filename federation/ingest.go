@@ -26,9 +26,13 @@ func (s *Service) receivePDUs(ctx context.Context, origin string, pdus []json.Ra
 			s.cfg.Log.Info("federation: PDU dropped", "origin", origin, "room", pdu.RoomIDOf(raw), "err", err)
 		case errors.Is(err, rooms.ErrRejected):
 			out[id] = pduResult{Error: err.Error()}
-		default:
-			s.cfg.Log.Warn("federation: PDU not processed", "origin", origin, "event_id", id, "err", err)
+		case errors.Is(err, rooms.ErrNotInRoom):
 			out[id] = pduResult{Error: err.Error()}
+		default:
+			// Our own failure (a peer unreachable for a missing event, the
+			// disk): the peer learns that much, not our internals.
+			s.cfg.Log.Warn("federation: PDU not processed", "origin", origin, "event_id", id, "err", err)
+			out[id] = pduResult{Error: "the event could not be processed"}
 		}
 	}
 	return out

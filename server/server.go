@@ -68,6 +68,9 @@ type Config struct {
 	// TrustCAFile is a PEM CA trusted, besides the system roots, for
 	// outbound federation TLS (--trust-ca).
 	TrustCAFile string
+	// FederationDial, when set, dials outbound federation connections in
+	// place of the guarded dialer: tests cut links between servers with it.
+	FederationDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// NoFederation serves no federation or key API (--no-federation).
 	NoFederation bool
 }

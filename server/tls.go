@@ -49,7 +49,7 @@ func (s *Server) openFederation(mux *httpx.Mux) error {
 	}
 	s.federation = federation.New(federation.Config{
 		ServerName: s.cfg.ServerName, KeyID: s.keyID, Key: s.signingKey, Version: s.cfg.Version,
-		RootCAs: pool, AllowPrivate: s.cfg.AllowPrivateAddresses, Log: s.log, Rooms: s.rooms,
+		RootCAs: pool, AllowPrivate: s.cfg.AllowPrivateAddresses, Log: s.log, Rooms: s.rooms, DialContext: s.cfg.FederationDial,
 	}, s.store)
 	s.sender = federation.NewSender(s.federation.Client(), s.store, federation.SenderConfig{Log: s.log})
 	s.rooms.SetFederation(s.federation, s.federation, s.federation.Keys().PublicKey)

@@ -79,11 +79,25 @@ func Resolve(version string, stateSets [][]*Event, authEvents []*Event) ([]*Even
 			sets[i] = append(sets[i], e.p)
 		}
 	}
-	auth := make([]gmsl.PDU, 0, len(authEvents))
-	for _, e := range authEvents {
-		auth = append(auth, e.p)
+	// The library looks up the state sets' own events among the auth
+	// events too (room version 12's conflicted subgraph): pass both.
+	seen := map[string]bool{}
+	var auth []gmsl.PDU
+	add := func(e *Event) {
+		if !seen[e.ID()] {
+			seen[e.ID()] = true
+			auth = append(auth, e.p)
+		}
 	}
-	resolved, err := gmsl.ResolveConflictsNew(gmsl.RoomVersion(version), sets, auth, userIDForSender, func(string) bool { return false })
+	for _, e := range authEvents {
+		add(e)
+	}
+	for _, set := range stateSets {
+		for _, e := range set {
+			add(e)
+		}
+	}
+	resolved, err := resolveConflicts(version, sets, auth)
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +106,59 @@ func Resolve(version string, stateSets [][]*Event, authEvents []*Event) ([]*Even
 		out[i] = &Event{p: p}
 	}
 	return out, nil
+}
+
+// resolveConflicts runs the library's state resolution for the room
+// version. The pinned library's algorithm 2.1 (room version 12) panics
+// ("missing resolved create event") whenever power events conflict, as it
+// orders them by their senders' power before it has the create event;
+// there, and only there, it falls back to algorithm 2 by the library's
+// older entry point, which applies the unconflicted state (the create
+// event among it) before it orders anything. Every Hearth does
+// the same, so Hearth servers converge; a v2.1 server may differ from us
+// in the edge cases where the two algorithms disagree.
+func resolveConflicts(version string, sets [][]gmsl.PDU, auth []gmsl.PDU) (out []gmsl.PDU, err error) {
+	notRejected := func(string) bool { return false }
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("pdu: state resolution: %v", p)
+			}
+		}()
+		out, err = gmsl.ResolveConflictsNew(gmsl.RoomVersion(version), sets, auth, userIDForSender, notRejected)
+	}()
+	if err == nil || !PrivilegedCreators(version) {
+		return out, err
+	}
+	// Algorithm 2 through the older entry point, which applies the
+	// unconflicted state before it orders anything.
+	type key struct{ typ, sk string }
+	byKey := map[key]map[string]gmsl.PDU{}
+	inSets := map[key]int{}
+	for _, set := range sets {
+		for _, e := range set {
+			if e.StateKey() == nil {
+				continue
+			}
+			k := key{e.Type(), *e.StateKey()}
+			if byKey[k] == nil {
+				byKey[k] = map[string]gmsl.PDU{}
+			}
+			byKey[k][e.EventID()] = e
+			inSets[k]++
+		}
+	}
+	var conflicted, unconflicted []gmsl.PDU
+	for k, evs := range byKey {
+		for _, e := range evs {
+			if len(evs) == 1 && inSets[k] == len(sets) {
+				unconflicted = append(unconflicted, e)
+			} else {
+				conflicted = append(conflicted, e)
+			}
+		}
+	}
+	return gmsl.ResolveStateConflictsV2(conflicted, unconflicted, auth, userIDForSender, notRejected), nil
 }
 
 // Template returns ev as make_join, make_leave and make_knock answer it:

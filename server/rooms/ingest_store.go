@@ -49,16 +49,21 @@ func (s *Service) persistRemote(room *store.Room, ev *pdu.Event, before map[stor
 		}
 		ne := newEvent(ev, nil)
 		ne.StateBefore = &snap
-		if !s.followsAll(tx, r, ev) {
-			// A fork: resolve the current state with the state after ev.
+		// The current state is the resolution of the states after the
+		// forward extremities: those ev does not follow, and ev.
+		others, err := s.otherExtremities(tx, r, ev)
+		if err != nil {
+			return err
+		}
+		if len(others) > 0 {
 			after := make(map[store.StateKey]uint64, len(before)+1)
 			for k, v := range before {
 				after[k] = v
 			}
 			if ev.IsState() {
-				after[store.StateKey{Type: ev.Type(), Key: *ev.StateKey()}] = 0 // its position, set below
+				after[store.StateKey{Type: ev.Type(), Key: *ev.StateKey()}] = 0 // ev itself, not stored yet
 			}
-			if ne.Current, err = s.resolveWith(tx, r, current, after, ev); err != nil {
+			if ne.Current, err = s.resolveWith(tx, r, append(others, after), ev); err != nil {
 				return err
 			}
 		}
@@ -86,30 +91,40 @@ func (s *Service) persistRemote(room *store.Room, ev *pdu.Event, before map[stor
 	return nil
 }
 
-// followsAll reports whether ev's prev events include every forward
-// extremity of the room: the state after it is then the current state.
-func (s *Service) followsAll(tx *store.Tx, r *store.Room, ev *pdu.Event) bool {
+// otherExtremities returns the states after the room's forward
+// extremities that ev does not follow.
+func (s *Service) otherExtremities(tx *store.Tx, r *store.Room, ev *pdu.Event) ([]map[store.StateKey]uint64, error) {
 	prevs := ev.PrevEventIDs()
+	var out []map[store.StateKey]uint64
 	for _, p := range r.Extremities {
 		e, err := s.heads.event(tx, r.Version, p)
-		if err != nil || !slices.Contains(prevs, e.ID()) {
-			return false
+		if err != nil {
+			return nil, err
 		}
+		if slices.Contains(prevs, e.ID()) {
+			continue
+		}
+		rec, err := tx.Event(p)
+		if err != nil {
+			return nil, err
+		}
+		st, err := stateAfter(tx, &loaded{rec: rec, ev: e})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
 	}
-	return true
+	return out, nil
 }
 
-// resolveWith resolves the room's current state with the state after ev
-// (whose own entry, if a state event, is a placeholder 0 until it has a
-// position). In the result, ev's own entry, if it wins, is
-// store.ThisEvent; nil means the two agree.
-func (s *Service) resolveWith(tx *store.Tx, r *store.Room, current, after map[store.StateKey]uint64, ev *pdu.Event) (map[store.StateKey]uint64, error) {
-	// The resolver works on events; ev is not stored yet, so it is
-	// resolved by its parsed form.
-	sets := [][]*pdu.Event{nil, nil}
+// resolveWith resolves state sets, where position 0 stands for ev, which
+// is not stored yet. In the result, ev's own entry, if it wins, is
+// store.ThisEvent; nil means the sets agree.
+func (s *Service) resolveWith(tx *store.Tx, r *store.Room, sets []map[store.StateKey]uint64, ev *pdu.Event) (map[store.StateKey]uint64, error) {
+	evSets := make([][]*pdu.Event, len(sets))
 	byID := map[string]uint64{}
 	var conflicted []*pdu.Event
-	for i, set := range []map[store.StateKey]uint64{current, after} {
+	for i, set := range sets {
 		for k, pos := range set {
 			var e *pdu.Event
 			if pos == 0 {
@@ -121,13 +136,12 @@ func (s *Service) resolveWith(tx *store.Tx, r *store.Room, current, after map[st
 				}
 				byID[e.ID()] = pos
 			}
-			sets[i] = append(sets[i], e)
-			other := after
-			if i == 1 {
-				other = current
-			}
-			if op, ok := other[k]; !ok || op != pos {
-				conflicted = append(conflicted, e)
+			evSets[i] = append(evSets[i], e)
+			for _, other := range sets {
+				if op, ok := other[k]; !ok || op != pos {
+					conflicted = append(conflicted, e)
+					break
+				}
 			}
 		}
 	}
@@ -138,7 +152,7 @@ func (s *Service) resolveWith(tx *store.Tx, r *store.Room, current, after map[st
 	if err != nil {
 		return nil, err
 	}
-	resolved, err := pdu.Resolve(r.Version, sets, chain)
+	resolved, err := pdu.Resolve(r.Version, evSets, chain)
 	if err != nil {
 		return nil, err
 	}

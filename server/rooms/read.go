@@ -500,3 +500,14 @@ func (s *Service) clientEventAt(tx *store.Tx, v *view, pos uint64) (*ClientEvent
 	}
 	return s.clientEvent(tx, v, rec)
 }
+
+// servableEvent returns a stored event by ID for a client, or
+// store.ErrNotFound for one that must never be served: rejected or
+// soft-failed.
+func servableEvent(tx *store.Tx, eventID string) (*store.StoredEvent, error) {
+	rec, err := tx.EventByID(eventID)
+	if err == nil && rec.Hidden() {
+		return nil, store.ErrNotFound
+	}
+	return rec, err
+}

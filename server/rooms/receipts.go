@@ -21,7 +21,7 @@ func (s *Service) SetReceipt(userID, roomID, typ, eventID, threadID string) erro
 		if m, err := tx.MembershipOf(userID, room.NID); err != nil || m.Membership != "join" {
 			return mxerr.Forbidden("You are not joined to this room")
 		}
-		rec, err := tx.EventByID(eventID)
+		rec, err := servableEvent(tx, eventID)
 		if errors.Is(err, store.ErrNotFound) || err == nil && rec.RoomNID != room.NID {
 			return mxerr.NotFound("Event not found")
 		}
@@ -29,7 +29,7 @@ func (s *Service) SetReceipt(userID, roomID, typ, eventID, threadID string) erro
 			return err
 		}
 		if threadID != "" && threadID != "main" {
-			if root, err := tx.EventByID(threadID); err != nil || root.RoomNID != room.NID {
+			if root, err := servableEvent(tx, threadID); err != nil || root.RoomNID != room.NID {
 				return mxerr.BadJSON("thread_id must be \"main\" or a thread root in this room")
 			}
 		}

@@ -93,7 +93,7 @@ func (s *Service) checkRedaction(tx *store.Tx, room *store.Room, d *Draft) (*Dra
 	}
 	nd.Content = b
 
-	rec, err := tx.EventByID(target)
+	rec, err := servableEvent(tx, target)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && rec.RoomNID != room.NID) {
 		return nil, mxerr.NotFound("Event not found")
 	}

@@ -55,7 +55,7 @@ func (s *Service) checkRelation(tx *store.Tx, room *store.Room, d *Draft) error 
 	if rel == nil {
 		return nil
 	}
-	prec, err := tx.EventByID(rel.EventID)
+	prec, err := servableEvent(tx, rel.EventID)
 	if errors.Is(err, store.ErrNotFound) {
 		return mxerr.Unknown("Can't send relation to unknown event")
 	}
@@ -102,7 +102,7 @@ func (s *Service) indexRelation(tx *store.Tx, room *store.Room, ev *pdu.Event, p
 	if rel == nil {
 		return nil
 	}
-	prec, err := tx.EventByID(rel.EventID)
+	prec, err := servableEvent(tx, rel.EventID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && prec.RoomNID != room.NID) {
 		return nil
 	}
@@ -461,7 +461,7 @@ func relationBounds(from, to string) (uint64, uint64, error) {
 // visibleEvent returns an event of v's room that v may see, or
 // M_NOT_FOUND.
 func (s *Service) visibleEvent(tx *store.Tx, v *view, eventID string) (*store.StoredEvent, error) {
-	rec, err := tx.EventByID(eventID)
+	rec, err := servableEvent(tx, eventID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && rec.RoomNID != v.room.NID) {
 		return nil, mxerr.NotFound("Event not found")
 	}

@@ -18,7 +18,7 @@ func (s *Service) Report(reporter, roomID, eventID, reason string, score *int) e
 		}
 		if eventID != "" {
 			m, err := tx.MembershipOf(reporter, room.NID)
-			rec, evErr := tx.EventByID(eventID)
+			rec, evErr := servableEvent(tx, eventID)
 			if err != nil || m.Membership != "join" || evErr != nil || rec.RoomNID != room.NID {
 				return mxerr.NotFound("Event not found, or you are not joined to its room")
 			}

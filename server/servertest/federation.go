@@ -1,6 +1,7 @@
 package servertest
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,7 +9,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -114,5 +117,47 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string))
 			t.Fatalf("after %v: %s", timeout, msg)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// dial is the federating servers' outbound dialer: loopback, except to
+// servers Partition cut this one off from.
+func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if _, port, err := net.SplitHostPort(addr); err == nil {
+		if _, cut := s.cut.Load(port); cut {
+			return nil, fmt.Errorf("servertest: the link to %s is cut", addr)
+		}
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+func (s *Server) fedPort() string {
+	_, port, _ := net.SplitHostPort(s.fedAddr)
+	return port
+}
+
+// Partition cuts federation between s and others both ways: requests
+// between them fail to connect until Heal.
+func (s *Server) Partition(others ...*Server) {
+	for _, o := range others {
+		s.cut.Store(o.fedPort(), true)
+		o.cut.Store(s.fedPort(), true)
+	}
+	// Kept-alive connections would outlive the cut.
+	for _, x := range append(others, s) {
+		x.Federation().Client().HTTPClient().CloseIdleConnections()
+	}
+}
+
+// Heal restores the links Partition cut between s and others, and has
+// their queues for each other try again at once, as the first request
+// from a peer that is back does in production.
+func (s *Server) Heal(others ...*Server) {
+	for _, o := range others {
+		s.cut.Delete(o.fedPort())
+		o.cut.Delete(s.fedPort())
+		s.Sender().Retry(o.ServerName())
+		o.Sender().Retry(s.ServerName())
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,8 +62,9 @@ type Server struct {
 	opts    Options
 	closed  bool
 
-	FederationURL string // https://localhost:port with Options.Federation
-	fedAddr       string // the HTTPS listener's address, kept across restarts
+	FederationURL string   // https://localhost:port with Options.Federation
+	fedAddr       string   // the HTTPS listener's address, kept across restarts
+	cut           sync.Map // federation ports this server cannot reach (Partition)
 }
 
 // Start starts a server and stops it when the test ends.
@@ -101,6 +103,10 @@ func (s *Server) start(t testing.TB) {
 	if s.opts.RealArgon2 {
 		argon = accounts.DefaultArgon2
 	}
+	var dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	if s.opts.Federation {
+		dial = s.dial
+	}
 	srv, err := server.Open(server.Config{
 		DataDir: s.opts.DataDir, ServerName: s.opts.ServerName, HTTPAddr: "127.0.0.1:0",
 		PublicURL: s.opts.PublicURL, OpenRegistration: !s.opts.ClosedRegistration,
@@ -109,7 +115,7 @@ func (s *Server) start(t testing.TB) {
 		LegacyMedia: s.opts.LegacyMedia, MaxUploadSize: s.opts.MaxUploadSize, MediaQuota: s.opts.MediaQuota,
 		AllowPrivateAddresses: !s.opts.SSRFGuard,
 		FederationAddr:        s.fedAddr, TLSCertFile: s.opts.TLSCertFile, TLSKeyFile: s.opts.TLSKeyFile,
-		TrustCAFile: s.opts.TrustCAFile,
+		TrustCAFile: s.opts.TrustCAFile, FederationDial: dial,
 	})
 	if err != nil {
 		t.Fatalf("open server: %v", err)
