@@ -2,9 +2,10 @@
 // request authentication both ways, the outbound client and the inbound
 // federation routes.
 //
-// So far it has the foundation only: keys (our own, fetched ones, the
-// notary endpoints), signed outbound requests, verified inbound ones, and
-// the queries that need no room: /version and /query/profile.
+// It has keys (our own, fetched ones, the notary endpoints), signed
+// outbound requests, verified inbound ones, transactions, and the queries
+// both ways: profiles, room aliases, the room directory, spaces and
+// timestamp lookups.
 package federation
 
 import (
@@ -73,6 +74,12 @@ func (s *Service) Routes() []httpx.Route {
 		{Method: "GET", Path: "/v1/version", Auth: httpx.NoAuth, Handler: httpx.NoBody(s.version)},
 		// Queries
 		{Method: "GET", Path: "/v1/query/profile", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.queryProfile)},
+		{Method: "GET", Path: "/v1/query/directory", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.queryDirectory)},
+		// Room directory and spaces
+		{Method: "GET", Path: "/v1/publicRooms", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.getPublicRooms)},
+		{Method: "POST", Path: "/v1/publicRooms", Auth: httpx.ServerAuth, Handler: httpx.JSON(s.postPublicRooms)},
+		{Method: "GET", Path: "/v1/hierarchy/{roomId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.hierarchy)},
+		{Method: "GET", Path: "/v1/timestamp_to_event/{roomId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.timestampToEvent)},
 		// Transactions
 		{Method: "PUT", Path: "/v1/send/{txnId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.send), MaxBody: maxTxnBody},
 	}

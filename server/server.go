@@ -133,7 +133,12 @@ func Open(cfg Config) (*Server, error) {
 	_ = st.View(func(tx *store.Tx) error { latest = tx.LatestPos(); return nil })
 	s.notifier = syncapi.NewNotifier(latest)
 	s.rooms.OnAppend = s.notifyAppend
-	api := client.New(s.accounts, s.rooms, client.Config{PublicURL: cfg.PublicURL, NoRateLimit: cfg.NoRateLimit})
+	if err := s.openFederation(mux); err != nil {
+		st.Close()
+		return nil, err
+	}
+	api := client.New(s.accounts, s.rooms, client.Config{PublicURL: cfg.PublicURL, NoRateLimit: cfg.NoRateLimit,
+		Remote: s.clientRemote()})
 	mux.Handle("/_matrix/client", api.Routes())
 	s.keys = keys.New(st, s.accounts, s.notifyDeviceChange)
 	s.accounts.OnDevicesDeleted = func(lp string) { s.keys.DeviceChanged(s.accounts.UserID(lp)) }
@@ -159,10 +164,6 @@ func Open(cfg Config) (*Server, error) {
 	mux.Handle("/_matrix/client", previews.ClientRoutes())
 	mux.Handle("", api.WellKnownRoutes())
 	mux.Handle("/_synapse/admin", admin.New(s.accounts, cfg.RegistrationSharedSecret).Routes())
-	if err := s.openFederation(mux); err != nil {
-		st.Close()
-		return nil, err
-	}
 	// Uploads stream to disk; fasthttp buffers bodies up to this limit
 	// before streaming the rest, so it stays at the JSON routes' size.
 	s.httpSrv = httpx.NewServer(mux, s.authenticate, cfg.Log, httpx.DefaultMaxBody)

@@ -367,7 +367,7 @@ func (a *API) join(r *httpx.Request, in *memberReq) (*roomIDResp, error) {
 	roomID := r.Param("roomId")
 	if roomID == "" {
 		var err error
-		if roomID, err = a.roomIDOf(r.Param("roomIdOrAlias")); err != nil {
+		if roomID, err = a.roomIDOf(r, r.Param("roomIdOrAlias")); err != nil {
 			return nil, err
 		}
 	}
@@ -396,7 +396,7 @@ func (a *API) join(r *httpx.Request, in *memberReq) (*roomIDResp, error) {
 
 // knock is POST /knock/{roomIdOrAlias} (room versions 7 and later).
 func (a *API) knock(r *httpx.Request, in *memberReq) (*roomIDResp, error) {
-	roomID, err := a.roomIDOf(r.Param("roomIdOrAlias"))
+	roomID, err := a.roomIDOf(r, r.Param("roomIdOrAlias"))
 	if err != nil {
 		return nil, err
 	}
