@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"hearth/server/accounts"
 	"hearth/server/httpx"
 	"hearth/server/mxerr"
 	"hearth/server/rooms"
@@ -34,6 +35,11 @@ type Config struct {
 	Log          *slog.Logger
 	// Rooms is the room core, which PDUs go to and room reads come from.
 	Rooms *rooms.Service
+	// Accounts checks OpenID tokens for /openid/userinfo.
+	Accounts *accounts.Service
+	// WellKnownServer is the delegated "host[:port]" announced in
+	// /.well-known/matrix/server; "" for no delegation (404).
+	WellKnownServer string
 }
 
 // Service serves the federation and key APIs and holds the outbound
@@ -80,6 +86,8 @@ func (s *Service) Routes() []httpx.Route {
 		{Method: "POST", Path: "/v1/publicRooms", Auth: httpx.ServerAuth, Handler: httpx.JSON(s.postPublicRooms)},
 		{Method: "GET", Path: "/v1/hierarchy/{roomId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.hierarchy)},
 		{Method: "GET", Path: "/v1/timestamp_to_event/{roomId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.timestampToEvent)},
+		// OpenID
+		{Method: "GET", Path: "/v1/openid/userinfo", Auth: httpx.NoAuth, Handler: httpx.NoBody(s.openIDUserInfo)},
 		// Transactions
 		{Method: "PUT", Path: "/v1/send/{txnId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.send), MaxBody: maxTxnBody},
 	}

@@ -70,6 +70,10 @@ type Config struct {
 	TrustCAFile string
 	// NoFederation serves no federation or key API (--no-federation).
 	NoFederation bool
+	// WellKnownServer delegates federation for the server name to
+	// "host[:port]" in /.well-known/matrix/server (--well-known-server);
+	// "" serves 404 there.
+	WellKnownServer string
 }
 
 // Server is a running homeserver.

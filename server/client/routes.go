@@ -105,6 +105,9 @@ func (a *API) accountRoutes() []httpx.Route {
 		{Method: "PUT", Path: "/v3/profile/{userId}/displayname", Auth: httpx.UserAuth, Handler: httpx.JSON(a.setDisplayName)},
 		{Method: "GET", Path: "/v3/profile/{userId}/avatar_url", Auth: httpx.OptionalAuth, Handler: httpx.NoBody(a.getAvatarURL)},
 		{Method: "PUT", Path: "/v3/profile/{userId}/avatar_url", Auth: httpx.UserAuth, Handler: httpx.JSON(a.setAvatarURL)},
+
+		// OpenID.
+		{Method: "POST", Path: "/v3/user/{userId}/openid/request_token", Auth: httpx.UserAuth, Handler: httpx.JSON(a.requestOpenIDToken)},
 	}
 }
 

@@ -51,6 +51,8 @@ type Options struct {
 	TLSCertFile string
 	TLSKeyFile  string
 	TrustCAFile string
+	// WellKnownServer is announced in /.well-known/matrix/server.
+	WellKnownServer string
 }
 
 // Server is a running test server.
@@ -109,7 +111,7 @@ func (s *Server) start(t testing.TB) {
 		LegacyMedia: s.opts.LegacyMedia, MaxUploadSize: s.opts.MaxUploadSize, MediaQuota: s.opts.MediaQuota,
 		AllowPrivateAddresses: !s.opts.SSRFGuard,
 		FederationAddr:        s.fedAddr, TLSCertFile: s.opts.TLSCertFile, TLSKeyFile: s.opts.TLSKeyFile,
-		TrustCAFile: s.opts.TrustCAFile,
+		TrustCAFile: s.opts.TrustCAFile, WellKnownServer: s.opts.WellKnownServer,
 	})
 	if err != nil {
 		t.Fatalf("open server: %v", err)
