@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"hearth/server/client"
+	"hearth/server/mxerr"
+	"hearth/store"
 )
 
 // clientRemote is how the client API reaches other servers: through the
@@ -24,4 +26,18 @@ func (s *Server) clientRemote() client.Remote {
 		Alias:       f.QueryAlias,
 		PublicRooms: f.PublicRooms,
 	}
+}
+
+// fetchRemoteMedia is the media repository's Remote: it fetches
+// mxc://origin/mediaID over federation and stores it in the repository.
+func (s *Server) fetchRemoteMedia(ctx context.Context, origin, mediaID string) (*store.Media, error) {
+	if s.federation == nil {
+		return nil, mxerr.NotFound("Remote media is not available: federation is off")
+	}
+	m, err := s.federation.FetchMedia(ctx, origin, mediaID, s.media.MaxUploadSize())
+	if err != nil {
+		return nil, err
+	}
+	defer m.Body.Close()
+	return s.media.StoreRemote(origin, mediaID, m.ContentType, m.UploadName, m.Body)
 }

@@ -156,7 +156,11 @@ func Open(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.media = repo
+	repo.Remote = s.fetchRemoteMedia
 	mux.Handle("/_matrix/media", repo.Routes())
+	if s.federation != nil {
+		mux.Handle("/_matrix/federation", repo.FederationRoutes())
+	}
 	mux.Handle("/_matrix/client", repo.ClientRoutes())
 	previews := preview.New(preview.Config{
 		AllowPrivate: cfg.AllowPrivateAddresses, NoRateLimit: cfg.NoRateLimit, Log: cfg.Log,
