@@ -150,6 +150,14 @@ func TestInboundQueries(t *testing.T) {
 		}
 	})
 
+	t.Run("profile of a user not on B", func(t *testing.T) {
+		// Synapse's answer: 400, the user is not hosted here.
+		uri := "/_matrix/federation/v1/query/profile?user_id=" + url.QueryEscape("@alice:"+a.ServerName())
+		if st, code := fedCall(t, a, b, "GET", uri, nil, nil); st != 400 || code != "M_INVALID_PARAM" {
+			t.Errorf("query/profile of a non-local user: %d %s, want 400 M_INVALID_PARAM", st, code)
+		}
+	})
+
 	t.Run("public rooms", func(t *testing.T) {
 		var page struct {
 			Chunk []struct {
