@@ -139,6 +139,7 @@ func serve(args []string) error {
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	trustCA := fs.String("trust-ca", "", "PEM CA trusted, besides the system roots, for outbound federation TLS")
 	noFed := fs.Bool("no-federation", false, "a closed server: no federation listener, no federation or key API")
+	wellKnownServer := fs.String("well-known-server", "", "HOST[:PORT] other servers reach our federation API at, announced in /.well-known/matrix/server (delegation)")
 	complement := fs.Bool("complement", false, "run as Complement's homeserver image expects (SERVER_NAME, 0.0.0.0:8008, open registration)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -153,7 +154,7 @@ func serve(args []string) error {
 		Version: version, Log: log, LegacyMedia: *legacyMedia, MaxUploadSize: *maxUpload,
 		AllowPrivateAddresses: *allowPrivate,
 		FederationAddr:        *fedAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TrustCAFile: *trustCA,
-		NoFederation: *noFed,
+		NoFederation: *noFed, WellKnownServer: *wellKnownServer,
 	}
 	if cfg.FederationAddr == "" && cfg.TLSCertFile != "" {
 		cfg.FederationAddr = ":8448"

@@ -50,6 +50,9 @@ type Client struct {
 	key        ed25519.PrivateKey
 	http       *http.Client
 	resolver   *Resolver
+	// redirecting fetches plain URLs a server pointed us to (a media
+	// Location), following their redirects.
+	redirecting *http.Client
 }
 
 // ClientConfig configures a Client.
@@ -76,10 +79,21 @@ func NewClient(cfg ClientConfig) *Client {
 		tr.DialContext = cfg.DialContext
 	}
 	r := newResolver(tr, cfg.LookupSRV)
+	ft := &fedTransport{base: tr, resolver: r}
 	return &Client{
 		serverName: cfg.ServerName, keyID: cfg.KeyID, key: cfg.Key, resolver: r,
+		redirecting: &http.Client{
+			Transport: tr,
+			Timeout:   requestTimeout,
+			CheckRedirect: func(req *http.Request, via []*http.Request) error {
+				if len(via) >= maxMediaRedirects || (req.URL.Scheme != "https" && req.URL.Scheme != "http") {
+					return errors.New("federation: too many or bad redirects")
+				}
+				return nil
+			},
+		},
 		http: &http.Client{
-			Transport: &fedTransport{base: tr, resolver: r},
+			Transport: ft,
 			Timeout:   requestTimeout,
 			// Federation endpoints do not redirect; following one would
 			// send a signed request somewhere it was not signed for.

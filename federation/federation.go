@@ -2,9 +2,10 @@
 // request authentication both ways, the outbound client and the inbound
 // federation routes.
 //
-// So far it has the foundation only: keys (our own, fetched ones, the
-// notary endpoints), signed outbound requests, verified inbound ones, and
-// the queries that need no room: /version and /query/profile.
+// It has keys (our own, fetched ones, the notary endpoints), signed
+// outbound requests, verified inbound ones, transactions, and the queries
+// both ways: profiles, room aliases, the room directory, spaces and
+// timestamp lookups.
 package federation
 
 import (
@@ -16,6 +17,7 @@ import (
 	"net"
 	"strings"
 
+	"hearth/server/accounts"
 	"hearth/server/httpx"
 	"hearth/server/mxerr"
 	"hearth/server/rooms"
@@ -37,6 +39,11 @@ type Config struct {
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Rooms is the room core, which PDUs go to and room reads come from.
 	Rooms *rooms.Service
+	// Accounts checks OpenID tokens for /openid/userinfo.
+	Accounts *accounts.Service
+	// WellKnownServer is the delegated "host[:port]" announced in
+	// /.well-known/matrix/server; "" for no delegation (404).
+	WellKnownServer string
 }
 
 // Service serves the federation and key APIs and holds the outbound
@@ -77,6 +84,14 @@ func (s *Service) Routes() []httpx.Route {
 		{Method: "GET", Path: "/v1/version", Auth: httpx.NoAuth, Handler: httpx.NoBody(s.version)},
 		// Queries
 		{Method: "GET", Path: "/v1/query/profile", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.queryProfile)},
+		{Method: "GET", Path: "/v1/query/directory", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.queryDirectory)},
+		// Room directory and spaces
+		{Method: "GET", Path: "/v1/publicRooms", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.getPublicRooms)},
+		{Method: "POST", Path: "/v1/publicRooms", Auth: httpx.ServerAuth, Handler: httpx.JSON(s.postPublicRooms)},
+		{Method: "GET", Path: "/v1/hierarchy/{roomId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.hierarchy)},
+		{Method: "GET", Path: "/v1/timestamp_to_event/{roomId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.timestampToEvent)},
+		// OpenID
+		{Method: "GET", Path: "/v1/openid/userinfo", Auth: httpx.NoAuth, Handler: httpx.NoBody(s.openIDUserInfo)},
 		// Transactions
 		{Method: "PUT", Path: "/v1/send/{txnId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.send), MaxBody: maxTxnBody},
 		// Retrieving events (events.go)

@@ -55,8 +55,9 @@ type Config struct {
 // RemoteFetcher fetches media of another server (origin) over federation,
 // stores its content with Service.StoreRemote and returns its record. It
 // returns a *mxerr.Error (404 M_NOT_FOUND, 502, 504) when the media cannot
-// be had. The federation package provides it; until then remote media is
-// not found.
+// be had. The server wires it to the federation client. The repository
+// calls it only for media it has not cached, once per media ID however
+// many downloads wait.
 type RemoteFetcher func(ctx context.Context, origin, mediaID string) (*store.Media, error)
 
 // Service is the content repository.
@@ -69,10 +70,14 @@ type Service struct {
 	// it. Set before the server starts serving.
 	Remote RemoteFetcher
 
-	background sync.WaitGroup // thumbnails being made after upload
+	background sync.WaitGroup // thumbnails being made after upload, remote fetches
+
+	fetchMu  sync.Mutex             // guards fetching
+	fetching map[string]*remoteCall // remote media being fetched, by origin 0x00 media ID
 }
 
-// Close waits for thumbnails being made in the background.
+// Close waits for thumbnails being made and remote media being fetched in
+// the background.
 func (s *Service) Close() { s.background.Wait() }
 
 // New opens the repository's directory, removing uploads a crash left
@@ -81,7 +86,8 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Service, error) {
 	if cfg.MaxUploadSize <= 0 {
 		cfg.MaxUploadSize = DefaultMaxUploadSize
 	}
-	s := &Service{cfg: &cfg, st: st, dir: filepath.Join(cfg.DataDir, "media"), log: log}
+	s := &Service{cfg: &cfg, st: st, dir: filepath.Join(cfg.DataDir, "media"), log: log,
+		fetching: map[string]*remoteCall{}}
 	tmp := filepath.Join(s.dir, "tmp")
 	if err := os.RemoveAll(tmp); err != nil {
 		return nil, fmt.Errorf("clear unfinished uploads: %w", err)
@@ -199,12 +205,23 @@ func (s *Service) checkQuota(userID string, size int64) error {
 // StoreRemote stores content fetched from a remote server under origin's
 // media ID and returns its record. The remote fetcher calls it.
 func (s *Service) StoreRemote(origin, mediaID, contentType, uploadName string, r io.Reader) (*store.Media, error) {
-	sum, size, err := s.writeContent(io.LimitReader(r, s.cfg.MaxUploadSize+1), nil)
+	// Checked before the file is moved into place, so that a cut-off
+	// copy of oversized content is never kept.
+	tooLarge := func(size int64) error {
+		if size > s.cfg.MaxUploadSize {
+			// The spec's answer for remote content too large to serve.
+			return &mxerr.Error{Status: http.StatusBadGateway, Code: "M_TOO_LARGE",
+				Message: fmt.Sprintf("Remote media is larger than %d bytes", s.cfg.MaxUploadSize)}
+		}
+		return nil
+	}
+	sum, size, err := s.writeContent(io.LimitReader(r, s.cfg.MaxUploadSize+1), tooLarge)
+	if e, ok := mxerr.As(err); ok && e.Status == http.StatusBadRequest {
+		// The origin stopped sending mid-way: its failure, not the client's.
+		return nil, &mxerr.Error{Status: http.StatusBadGateway, Code: "M_UNKNOWN", Message: "Could not fetch remote media"}
+	}
 	if err != nil {
 		return nil, err
-	}
-	if size > s.cfg.MaxUploadSize {
-		return nil, mxerr.TooLarge("Remote media is larger than %d bytes", s.cfg.MaxUploadSize)
 	}
 	m := &store.Media{ID: mediaID, Origin: origin, ContentType: contentType, UploadName: uploadName,
 		Size: size, SHA256: sum, Created: time.Now().UnixMilli()}
@@ -244,13 +261,10 @@ func newMediaID() string {
 }
 
 // lookup finds the record of origin's media ID for a download: local
-// media from the store, remote media through the fetcher.
+// media from the store, remote media from the cache or its origin.
 func (s *Service) lookup(ctx context.Context, origin, id string) (*store.Media, error) {
 	if origin != s.cfg.ServerName {
-		if s.Remote == nil {
-			return nil, mxerr.NotFound("Remote media is not available on this server")
-		}
-		return s.Remote(ctx, origin, id)
+		return s.remote(ctx, origin, id)
 	}
 	var m *store.Media
 	err := s.st.View(func(tx *store.Tx) error {

@@ -170,10 +170,12 @@ func TestLegacyEndpoints(t *testing.T) {
 	}
 }
 
-func TestRemoteMediaNotFoundYet(t *testing.T) {
+// TestRemoteMediaUnreachable: media of a server that cannot be reached
+// is a 502, as Synapse answers, not a 404 that says it does not exist.
+func TestRemoteMediaUnreachable(t *testing.T) {
 	srv := servertest.Start(t, servertest.Options{})
 	c := srv.Register(t, servertest.UniqueName("up"), "pw")
-	if r := c.Do("GET", "/_matrix/client/v1/media/download/other.example/abcdef", nil); r.Status != 404 || r.Errcode() != "M_NOT_FOUND" {
+	if r := c.Do("GET", "/_matrix/client/v1/media/download/other.example/abcdef", nil); r.Status != 502 || r.Errcode() != "M_UNKNOWN" {
 		t.Errorf("remote download: %s", r)
 	}
 }

@@ -177,13 +177,18 @@ func (s *Service) legacyThumbnail(r *httpx.Request) (any, error) {
 // download serves content. A file name in the path replaces the uploaded
 // one in Content-Disposition.
 func (s *Service) download(r *httpx.Request) (any, error) {
-	m, err := s.lookup(r.Context(), r.Param("serverName"), r.Param("mediaId"))
+	return s.file(r, r.Param("serverName"), r.Param("mediaId"), r.Param("fileName"))
+}
+
+// file returns origin's media ID as a file to serve, named name or else
+// by its upload name.
+func (s *Service) file(r *httpx.Request, origin, mediaID, name string) (*httpx.File, error) {
+	m, err := s.lookup(r.Context(), origin, mediaID)
 	if err != nil {
 		return nil, err
 	}
-	name := m.UploadName
-	if fn := r.Param("fileName"); fn != "" {
-		name = fn
+	if name == "" {
+		name = m.UploadName
 	}
 	return &httpx.File{
 		Path:        s.path(m.SHA256),

@@ -19,11 +19,16 @@ import (
 // whole image (about 18 MB for 12 megapixels), and a Pi has little memory.
 var thumbSlots = make(chan struct{}, 2)
 
-// thumbnailRoute serves GET .../thumbnail/{serverName}/{mediaId}: the
-// smallest standard size of the method at least as large as asked, or
-// exactly the size asked when none is, generated once and kept on disk
-// beside the content.
+// thumbnailRoute serves GET .../thumbnail/{serverName}/{mediaId}.
 func (s *Service) thumbnailRoute(r *httpx.Request) (any, error) {
+	return s.thumbnail(r, r.Param("serverName"), r.Param("mediaId"))
+}
+
+// thumbnail returns a thumbnail of origin's media ID at the size the
+// request's query asks: the smallest standard size of the method at
+// least as large as asked, or exactly the size asked when none is,
+// generated once and kept on disk beside the content.
+func (s *Service) thumbnail(r *httpx.Request, origin, mediaID string) (*httpx.File, error) {
 	w, errW := strconv.Atoi(r.Query("width"))
 	h, errH := strconv.Atoi(r.Query("height"))
 	if errW != nil || errH != nil || w <= 0 || h <= 0 {
@@ -41,7 +46,7 @@ func (s *Service) thumbnailRoute(r *httpx.Request) (any, error) {
 		// Bounded so a client cannot make the server store arbitrary sizes.
 		size = thumbnail.Size{W: min(w, 4096), H: min(h, 4096), Method: method}
 	}
-	m, err := s.lookup(r.Context(), r.Param("serverName"), r.Param("mediaId"))
+	m, err := s.lookup(r.Context(), origin, mediaID)
 	if err != nil {
 		return nil, err
 	}

@@ -73,6 +73,10 @@ type Config struct {
 	FederationDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// NoFederation serves no federation or key API (--no-federation).
 	NoFederation bool
+	// WellKnownServer delegates federation for the server name to
+	// "host[:port]" in /.well-known/matrix/server (--well-known-server);
+	// "" serves 404 there.
+	WellKnownServer string
 }
 
 // Server is a running homeserver.
@@ -137,7 +141,12 @@ func Open(cfg Config) (*Server, error) {
 	s.notifier = syncapi.NewNotifier(latest)
 	s.rooms.OnAppend = s.notifyAppend
 	s.rooms.OnNotify = func(pos uint64, users ...string) { s.notifier.Notify(pos, users) }
-	api := client.New(s.accounts, s.rooms, client.Config{PublicURL: cfg.PublicURL, NoRateLimit: cfg.NoRateLimit})
+	if err := s.openFederation(mux); err != nil {
+		st.Close()
+		return nil, err
+	}
+	api := client.New(s.accounts, s.rooms, client.Config{PublicURL: cfg.PublicURL, NoRateLimit: cfg.NoRateLimit,
+		Remote: s.clientRemote()})
 	mux.Handle("/_matrix/client", api.Routes())
 	s.keys = keys.New(st, s.accounts, s.notifyDeviceChange)
 	s.accounts.OnDevicesDeleted = func(lp string) { s.keys.DeviceChanged(s.accounts.UserID(lp)) }
@@ -151,7 +160,11 @@ func Open(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.media = repo
+	repo.Remote = s.fetchRemoteMedia
 	mux.Handle("/_matrix/media", repo.Routes())
+	if s.federation != nil {
+		mux.Handle("/_matrix/federation", repo.FederationRoutes())
+	}
 	mux.Handle("/_matrix/client", repo.ClientRoutes())
 	previews := preview.New(preview.Config{
 		AllowPrivate: cfg.AllowPrivateAddresses, NoRateLimit: cfg.NoRateLimit, Log: cfg.Log,
@@ -163,10 +176,6 @@ func Open(cfg Config) (*Server, error) {
 	mux.Handle("/_matrix/client", previews.ClientRoutes())
 	mux.Handle("", api.WellKnownRoutes())
 	mux.Handle("/_synapse/admin", admin.New(s.accounts, cfg.RegistrationSharedSecret).Routes())
-	if err := s.openFederation(mux); err != nil {
-		st.Close()
-		return nil, err
-	}
 	// Uploads stream to disk; fasthttp buffers bodies up to this limit
 	// before streaming the rest, so it stays at the JSON routes' size.
 	s.httpSrv = httpx.NewServer(mux, s.authenticate, cfg.Log, httpx.DefaultMaxBody)

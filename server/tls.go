@@ -47,15 +47,22 @@ func (s *Server) openFederation(mux *httpx.Mux) error {
 	if err != nil {
 		return err
 	}
+	if s.cfg.WellKnownServer != "" {
+		if err := federation.CheckServerName(s.cfg.WellKnownServer); err != nil {
+			return fmt.Errorf("--well-known-server: %w", err)
+		}
+	}
 	s.federation = federation.New(federation.Config{
 		ServerName: s.cfg.ServerName, KeyID: s.keyID, Key: s.signingKey, Version: s.cfg.Version,
 		RootCAs: pool, AllowPrivate: s.cfg.AllowPrivateAddresses, Log: s.log, Rooms: s.rooms, DialContext: s.cfg.FederationDial,
+		Accounts: s.accounts, WellKnownServer: s.cfg.WellKnownServer,
 	}, s.store)
 	s.sender = federation.NewSender(s.federation.Client(), s.store, federation.SenderConfig{Log: s.log})
 	s.rooms.SetFederation(s.federation, s.federation, s.federation.Keys().PublicKey)
 	s.rooms.OnLocalEvent = s.sendEvent
 	mux.Handle("/_matrix/federation", s.federation.Routes())
 	mux.Handle("/_matrix/key", s.federation.KeyRoutes())
+	mux.Handle("", s.federation.WellKnownRoutes())
 	return nil
 }
 

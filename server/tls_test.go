@@ -69,3 +69,15 @@ func TestComplementCertificate(t *testing.T) {
 		t.Fatalf("no CA: %v %+v", err, cfg)
 	}
 }
+
+// TestWellKnownServerChecked: a delegation target that is no server name
+// stops the server from starting, rather than being announced.
+func TestWellKnownServerChecked(t *testing.T) {
+	for _, target := range []string{"https://matrix.example.org", "matrix.example.org:0", "bad host"} {
+		s, err := server.Open(server.Config{DataDir: t.TempDir(), ServerName: "localhost", WellKnownServer: target})
+		if err == nil {
+			s.Shutdown(t.Context())
+			t.Errorf("--well-known-server %q accepted", target)
+		}
+	}
+}

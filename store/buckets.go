@@ -16,6 +16,9 @@ var (
 	bucketRefresh = []byte("refreshhash_session")
 	// bucketRegTokens maps a registration token to its JSON RegToken record.
 	bucketRegTokens = []byte("regtoken_regtoken")
+	// bucketOpenID maps the SHA-256 of an OpenID token to its JSON
+	// OpenIDToken (whose it is, until when).
+	bucketOpenID = []byte("openidhash_openidtoken")
 
 	// Rooms and events. An event's stream position (its place in the one
 	// global order /sync delivers in) is also its numeric ID: every index
@@ -156,6 +159,7 @@ var allBuckets = [][]byte{
 	bucketDeviceKeys, bucketOneTimeKeys, bucketFallbackKeys, bucketCrossSigning, bucketKeySignatures, bucketDeviceLists,
 	bucketMedia, bucketMediaUsage,
 	bucketFedQueue, bucketFedInFlight, bucketFedTxns,
+	bucketOpenID,
 }
 
 // appendOnly lists the buckets keyed by stream position alone, whose new

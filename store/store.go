@@ -110,6 +110,8 @@ var migrations = []func(tx *bolt.Tx) error{
 	createBuckets,
 	// 13 → 14: inbound federation transactions.
 	createBuckets,
+	// 14 → 15: OpenID tokens.
+	createBuckets,
 }
 
 // createBuckets creates every bucket of the current schema that is missing.

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"strconv"
 	"strings"
 
@@ -33,8 +34,8 @@ func (a *API) directoryRoutes() []httpx.Route {
 
 // roomIDOf resolves the {roomIdOrAlias} of /join and /knock: a room
 // alias to the room it points to, anything else as it is.
-func (a *API) roomIDOf(idOrAlias string) (string, error) {
-	t, err := a.roomTarget(idOrAlias)
+func (a *API) roomIDOf(r *httpx.Request, idOrAlias string) (string, error) {
+	t, err := a.roomTarget(r, idOrAlias)
 	if err != nil {
 		return "", err
 	}
@@ -43,16 +44,32 @@ func (a *API) roomIDOf(idOrAlias string) (string, error) {
 
 // roomTarget resolves a room ID or alias to the room ID and, for an
 // alias, the servers to join it through.
-func (a *API) roomTarget(idOrAlias string) (*rooms.AliasTarget, error) {
+func (a *API) roomTarget(r *httpx.Request, idOrAlias string) (*rooms.AliasTarget, error) {
 	if !strings.HasPrefix(idOrAlias, "#") {
 		return &rooms.AliasTarget{RoomID: idOrAlias}, nil
 	}
-	return a.rooms.ResolveAlias(idOrAlias)
+	return a.ResolveAlias(r.Context(), idOrAlias)
+}
+
+// ResolveAlias resolves a room alias: ours from the store, another
+// server's by asking it. The servers it returns are where a join goes.
+func (a *API) ResolveAlias(ctx context.Context, alias string) (*rooms.AliasTarget, error) {
+	_, server, err := rooms.ParseAlias(alias)
+	if err != nil {
+		return nil, err
+	}
+	if server == a.acc.ServerName() {
+		return a.rooms.ResolveAlias(alias)
+	}
+	if a.cfg.Remote.Alias == nil {
+		return nil, mxerr.NotFound("Room alias %s is on another server, and federation is off", alias)
+	}
+	return a.cfg.Remote.Alias(ctx, alias)
 }
 
 // getAlias is GET /directory/room/{roomAlias}.
 func (a *API) getAlias(r *httpx.Request) (*rooms.AliasTarget, error) {
-	return a.rooms.ResolveAlias(r.Param("roomAlias"))
+	return a.ResolveAlias(r.Context(), r.Param("roomAlias"))
 }
 
 type putAliasReq struct {
@@ -122,7 +139,18 @@ func (a *API) getPublicRooms(r *httpx.Request) (*rooms.PublicRoomsPage, error) {
 	if r.Query("include_all_networks") != "true" {
 		q.ThirdPartyInstanceID = r.Query("third_party_instance_id")
 	}
-	return a.rooms.PublicRooms(q)
+	return a.publicRooms(r, q)
+}
+
+// publicRooms lists our directory, or asks the server q names for its.
+func (a *API) publicRooms(r *httpx.Request, q *rooms.PublicRoomsQuery) (*rooms.PublicRoomsPage, error) {
+	if q.Server == "" || q.Server == a.acc.ServerName() {
+		return a.rooms.PublicRooms(q)
+	}
+	if a.cfg.Remote.PublicRooms == nil {
+		return nil, mxerr.NotFound("Cannot list the room directory of %s: federation is off", q.Server)
+	}
+	return a.cfg.Remote.PublicRooms(r.Context(), q)
 }
 
 type publicRoomsReq struct {
@@ -151,7 +179,7 @@ func (a *API) postPublicRooms(r *httpx.Request, in *publicRoomsReq) (*rooms.Publ
 	if !in.IncludeAllNetworks {
 		q.ThirdPartyInstanceID = in.ThirdPartyInstanceID
 	}
-	return a.rooms.PublicRooms(q)
+	return a.publicRooms(r, q)
 }
 
 // hierarchy is GET /_matrix/client/v1/rooms/{roomId}/hierarchy.

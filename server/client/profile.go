@@ -17,28 +17,45 @@ type profileResp struct {
 	AvatarURL   string `json:"avatar_url,omitempty"`
 }
 
-// profileUser returns the local account a profile path names. Profiles of
-// remote users are fetched over federation once it exists; until then
-// they are not found, which the spec allows for unreachable profiles.
-func (a *API) profileUser(r *httpx.Request) (*store.User, error) {
-	lp, ok := a.acc.LocalpartOf(r.Param("userId"))
+// lookupProfile returns the profile a profile path names, or only its
+// field ("displayname", "avatar_url") when not "": a local account's from
+// the store, a remote user's from their server.
+func (a *API) lookupProfile(r *httpx.Request, field string) (displayName, avatarURL string, err error) {
+	userID := r.Param("userId")
+	lp, ok := a.acc.LocalpartOf(userID)
 	if !ok {
-		return nil, mxerr.NotFound("Profile was not found")
+		if a.cfg.Remote.Profile == nil || !validUserID(userID) {
+			return "", "", mxerr.NotFound("Profile was not found")
+		}
+		dn, av, err := a.cfg.Remote.Profile(r.Context(), userID, field)
+		if err != nil {
+			return "", "", err
+		}
+		if dn != nil {
+			displayName = *dn
+		}
+		if av != nil {
+			avatarURL = *av
+		}
+		return displayName, avatarURL, nil
 	}
 	u, err := a.acc.User(lp)
 	if e, ok := mxerr.As(err); ok && e.Code == "M_NOT_FOUND" {
-		return nil, mxerr.NotFound("Profile was not found")
+		return "", "", mxerr.NotFound("Profile was not found")
 	}
-	return u, err
+	if err != nil {
+		return "", "", err
+	}
+	return u.DisplayName, u.AvatarURL, nil
 }
 
 // getProfile is GET /profile/{userId}.
 func (a *API) getProfile(r *httpx.Request) (*profileResp, error) {
-	u, err := a.profileUser(r)
+	dn, av, err := a.lookupProfile(r, "")
 	if err != nil {
 		return nil, err
 	}
-	return &profileResp{DisplayName: u.DisplayName, AvatarURL: u.AvatarURL}, nil
+	return &profileResp{DisplayName: dn, AvatarURL: av}, nil
 }
 
 type displayNameBody struct {
@@ -48,14 +65,14 @@ type displayNameBody struct {
 // getDisplayName is GET /profile/{userId}/displayname; 404 when unset, as
 // the spec says.
 func (a *API) getDisplayName(r *httpx.Request) (*displayNameBody, error) {
-	u, err := a.profileUser(r)
+	dn, _, err := a.lookupProfile(r, "displayname")
 	if err != nil {
 		return nil, err
 	}
-	if u.DisplayName == "" {
+	if dn == "" {
 		return nil, mxerr.NotFound("No display name set")
 	}
-	return &displayNameBody{DisplayName: &u.DisplayName}, nil
+	return &displayNameBody{DisplayName: &dn}, nil
 }
 
 type avatarURLBody struct {
@@ -64,14 +81,14 @@ type avatarURLBody struct {
 
 // getAvatarURL is GET /profile/{userId}/avatar_url; 404 when unset.
 func (a *API) getAvatarURL(r *httpx.Request) (*avatarURLBody, error) {
-	u, err := a.profileUser(r)
+	_, av, err := a.lookupProfile(r, "avatar_url")
 	if err != nil {
 		return nil, err
 	}
-	if u.AvatarURL == "" {
+	if av == "" {
 		return nil, mxerr.NotFound("No avatar URL set")
 	}
-	return &avatarURLBody{AvatarURL: &u.AvatarURL}, nil
+	return &avatarURLBody{AvatarURL: &av}, nil
 }
 
 // ownProfile checks that the caller may change the profile in the path:

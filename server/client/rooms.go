@@ -370,7 +370,7 @@ func (a *API) join(r *httpx.Request, in *memberReq) (*roomIDResp, error) {
 	roomID := r.Param("roomId")
 	via := append(r.QueryAll("via"), r.QueryAll("server_name")...)
 	if roomID == "" {
-		t, err := a.roomTarget(r.Param("roomIdOrAlias"))
+		t, err := a.roomTarget(r, r.Param("roomIdOrAlias"))
 		if err != nil {
 			return nil, err
 		}
@@ -394,7 +394,7 @@ func (a *API) join(r *httpx.Request, in *memberReq) (*roomIDResp, error) {
 
 // knock is POST /knock/{roomIdOrAlias} (room versions 7 and later).
 func (a *API) knock(r *httpx.Request, in *memberReq) (*roomIDResp, error) {
-	roomID, err := a.roomIDOf(r.Param("roomIdOrAlias"))
+	roomID, err := a.roomIDOf(r, r.Param("roomIdOrAlias"))
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,8 @@
 package client
 
 import (
+	"context"
+
 	"hearth/server/accounts"
 	"hearth/server/httpx"
 	"hearth/server/rooms"
@@ -12,6 +14,23 @@ import (
 type Config struct {
 	PublicURL   string // announced in /.well-known/matrix/client; "" for none
 	NoRateLimit bool
+	// Remote asks other servers on our clients' behalf; without it
+	// (federation off) what lives on other servers is not found.
+	Remote Remote
+}
+
+// Remote is what the client API asks of other servers. Each function
+// returns a Matrix error a client may be shown (404 for what the other
+// server does not have, 502 when it cannot be reached); a nil function
+// answers 404.
+type Remote struct {
+	// Profile returns a remote user's profile, or only field
+	// ("displayname", "avatar_url") when not ""; nil for an unset field.
+	Profile func(ctx context.Context, userID, field string) (displayName, avatarURL *string, err error)
+	// Alias resolves a room alias of another server.
+	Alias func(ctx context.Context, alias string) (*rooms.AliasTarget, error)
+	// PublicRooms lists the room directory of q.Server, another server.
+	PublicRooms func(ctx context.Context, q *rooms.PublicRoomsQuery) (*rooms.PublicRoomsPage, error)
 }
 
 // API holds the client API handlers of one server.
@@ -86,6 +105,9 @@ func (a *API) accountRoutes() []httpx.Route {
 		{Method: "PUT", Path: "/v3/profile/{userId}/displayname", Auth: httpx.UserAuth, Handler: httpx.JSON(a.setDisplayName)},
 		{Method: "GET", Path: "/v3/profile/{userId}/avatar_url", Auth: httpx.OptionalAuth, Handler: httpx.NoBody(a.getAvatarURL)},
 		{Method: "PUT", Path: "/v3/profile/{userId}/avatar_url", Auth: httpx.UserAuth, Handler: httpx.JSON(a.setAvatarURL)},
+
+		// OpenID.
+		{Method: "POST", Path: "/v3/user/{userId}/openid/request_token", Auth: httpx.UserAuth, Handler: httpx.JSON(a.requestOpenIDToken)},
 	}
 }
 

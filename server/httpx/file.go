@@ -129,3 +129,26 @@ func parseRange(h string, size int64) (start, end int64, ok bool) {
 	}
 	return start, end, true
 }
+
+// Stream is a handler response whose body is read from Body, for content
+// that is not one file on disk (a multipart answer around a file). Body
+// is closed once written when it is an io.Closer, and also when the
+// response is never written.
+type Stream struct {
+	ContentType string
+	// Length is the body's size in bytes; -1 sends it chunked.
+	Length int64
+	Body   io.Reader
+	// Header holds further response headers.
+	Header map[string]string
+}
+
+func writeStream(ctx *fasthttp.RequestCtx, s *Stream) {
+	for k, v := range s.Header {
+		ctx.Response.Header.Set(k, v)
+	}
+	ctx.SetContentType(s.ContentType)
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	// fasthttp closes the stream (an io.Closer) once it is written.
+	ctx.SetBodyStream(s.Body, int(s.Length))
+}

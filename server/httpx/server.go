@@ -129,6 +129,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, r, err)
 		return
 	}
+	if st, ok := resp.(*Stream); ok {
+		writeStream(ctx, st)
+		return
+	}
 	if f, ok := resp.(*File); ok {
 		if err := writeFile(ctx, f); err != nil {
 			writeError(ctx, r, err)

@@ -94,16 +94,16 @@ type AliasTarget struct {
 }
 
 // ResolveAlias returns the room a room alias points to: M_INVALID_PARAM
-// for a malformed alias, M_NOT_FOUND for an unknown one. Aliases of other
-// servers need federation, which Hearth does not speak yet; they are
-// M_NOT_FOUND too, saying so.
+// for a malformed alias, M_NOT_FOUND for an unknown one. It knows only our
+// own aliases: another server's is M_NOT_FOUND here, and the client API
+// asks that server over federation instead.
 func (s *Service) ResolveAlias(alias string) (*AliasTarget, error) {
 	_, server, err := ParseAlias(alias)
 	if err != nil {
 		return nil, err
 	}
 	if server != s.serverName {
-		return nil, mxerr.NotFound("Room alias %s is on another server, and this server cannot ask other servers yet", alias)
+		return nil, mxerr.NotFound("Room alias %s is not an alias of this server", alias)
 	}
 	var out *AliasTarget
 	err = s.store.View(func(tx *store.Tx) error {

@@ -149,7 +149,7 @@ func parseDirectoryToken(tok string) (forward bool, k directoryKey, err error) {
 // for one is M_NOT_FOUND, saying so.
 func (s *Service) PublicRooms(q *PublicRoomsQuery) (*PublicRoomsPage, error) {
 	if q.Server != "" && q.Server != s.serverName {
-		return nil, mxerr.NotFound("Cannot list the room directory of %s: this server cannot ask other servers yet", q.Server)
+		return nil, mxerr.NotFound("%s is not this server; its directory is asked over federation", q.Server)
 	}
 	limit := q.Limit
 	if limit <= 0 || limit > MaxPublicRoomsPage {

@@ -22,35 +22,8 @@ func (s *Service) EventNear(userID, roomID string, ts int64, forward bool) (*Eve
 		if err != nil {
 			return err
 		}
-		var cursor *store.TopoToken
-		for {
-			entries, err := tx.Timeline(v.room.NID, cursor, store.Forward, 256)
-			if err != nil {
-				return err
-			}
-			if len(entries) == 0 {
-				return nil
-			}
-			for i, e := range entries {
-				cursor = &entries[i].Token
-				if ok, err := v.visible(e.Event); err != nil {
-					return err
-				} else if !ok {
-					continue
-				}
-				ev, err := s.eventAt(tx, v.room.Version, e.Event.Pos)
-				if err != nil {
-					return err
-				}
-				if forward && ev.OriginServerTS() >= ts {
-					best = &EventAtTime{ev.ID(), ev.OriginServerTS()}
-					return nil
-				}
-				if !forward && ev.OriginServerTS() <= ts {
-					best = &EventAtTime{ev.ID(), ev.OriginServerTS()}
-				}
-			}
-		}
+		best, err = s.nearest(tx, v.room, ts, forward, v.visible)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -59,4 +32,38 @@ func (s *Service) EventNear(userID, roomID string, ts int64, forward bool) (*Eve
 		return nil, mxerr.NotFound("No event found")
 	}
 	return best, nil
+}
+
+// nearest walks a room's timeline for the event closest to ts among
+// those visible (nil for all): the first at or after it when forward,
+// else the last at or before it; nil when there is none.
+func (s *Service) nearest(tx *store.Tx, room *store.Room, ts int64, forward bool, visible func(*store.StoredEvent) (bool, error)) (*EventAtTime, error) {
+	var best *EventAtTime
+	var cursor *store.TopoToken
+	for {
+		entries, err := tx.Timeline(room.NID, cursor, store.Forward, 256)
+		if err != nil || len(entries) == 0 {
+			return best, err
+		}
+		for i, e := range entries {
+			cursor = &entries[i].Token
+			if visible != nil {
+				if ok, err := visible(e.Event); err != nil {
+					return nil, err
+				} else if !ok {
+					continue
+				}
+			}
+			ev, err := s.eventAt(tx, room.Version, e.Event.Pos)
+			if err != nil {
+				return nil, err
+			}
+			if forward && ev.OriginServerTS() >= ts {
+				return &EventAtTime{ev.ID(), ev.OriginServerTS()}, nil
+			}
+			if !forward && ev.OriginServerTS() <= ts {
+				best = &EventAtTime{ev.ID(), ev.OriginServerTS()}
+			}
+		}
+	}
 }

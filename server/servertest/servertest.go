@@ -52,6 +52,8 @@ type Options struct {
 	TLSCertFile string
 	TLSKeyFile  string
 	TrustCAFile string
+	// WellKnownServer is announced in /.well-known/matrix/server.
+	WellKnownServer string
 }
 
 // Server is a running test server.
@@ -115,7 +117,7 @@ func (s *Server) start(t testing.TB) {
 		LegacyMedia: s.opts.LegacyMedia, MaxUploadSize: s.opts.MaxUploadSize, MediaQuota: s.opts.MediaQuota,
 		AllowPrivateAddresses: !s.opts.SSRFGuard,
 		FederationAddr:        s.fedAddr, TLSCertFile: s.opts.TLSCertFile, TLSKeyFile: s.opts.TLSKeyFile,
-		TrustCAFile: s.opts.TrustCAFile, FederationDial: dial,
+		TrustCAFile: s.opts.TrustCAFile, FederationDial: dial, WellKnownServer: s.opts.WellKnownServer,
 	})
 	if err != nil {
 		t.Fatalf("open server: %v", err)
