@@ -115,3 +115,26 @@ func sameState(t *testing.T, roomID string, cs ...*servertest.Client) {
 		return true, ""
 	})
 }
+
+// Three servers: a user of C joins A's room through an alias B made,
+// resolving it with B and joining through the servers B names; the
+// room's messages reach all three.
+func TestThreeServersJoinThroughAlias(t *testing.T) {
+	srv := servertest.Federation(t, 3)
+	a, b, c := srv[0], srv[1], srv[2]
+	alice := a.Register(t, "alice", "pw-alice")
+	bob := b.Register(t, "bob", "pw-bob")
+	carol := c.Register(t, "carol", "pw-carol")
+	roomID := alice.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "public_chat"}).Str("room_id")
+	bob.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID)+"?server_name="+url.QueryEscape(a.ServerName()), map[string]any{})
+	alias := "#meet:" + b.ServerName()
+	bob.Must(200, "PUT", "/_matrix/client/v3/directory/room/"+url.PathEscape(alias), map[string]any{"room_id": roomID})
+
+	carol.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(alias), map[string]any{})
+	send(carol, roomID, "hi from C")
+	waitBodies(t, alice, roomID, "hi from C")
+	waitBodies(t, bob, roomID, "hi from C")
+	send(alice, roomID, "hi from A")
+	waitBodies(t, carol, roomID, "hi from A")
+	sameState(t, roomID, alice, bob, carol)
+}

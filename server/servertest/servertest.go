@@ -155,6 +155,16 @@ func (s *Server) Restart(t testing.TB) {
 	s.start(t)
 }
 
+// Resume starts a server Stop stopped, on the same data directory and
+// federation port (the client API on a new port: clients need its URL).
+func (s *Server) Resume(t testing.TB) {
+	t.Helper()
+	if !s.closed {
+		t.Fatal("servertest: Resume of a running server")
+	}
+	s.start(t)
+}
+
 // CheckStore opens the store in dir and fails the test if it is not
 // consistent.
 func CheckStore(t testing.TB, dir string) {
