@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strconv"
 
 	"hearth/server/rooms"
 )
@@ -96,4 +97,19 @@ func orEmpty[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// Backfill returns up to limit events of a room from server, from the
+// events from back through their ancestors
+// (GET /_matrix/federation/v1/backfill/{roomId}).
+func (s *Service) Backfill(ctx context.Context, server, roomID string, from []string, limit int) ([]json.RawMessage, error) {
+	q := url.Values{"v": from, "limit": {strconv.Itoa(limit)}}
+	var resp struct {
+		PDUs []json.RawMessage `json:"pdus"`
+	}
+	uri := "/_matrix/federation/v1/backfill/" + url.PathEscape(roomID) + "?" + q.Encode()
+	if err := s.client.Call(ctx, "GET", server, uri, nil, &resp); err != nil {
+		return nil, fmt.Errorf("backfill of %s from %s: %w", roomID, server, err)
+	}
+	return resp.PDUs, nil
 }

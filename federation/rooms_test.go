@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -137,4 +138,46 @@ func TestThreeServersJoinThroughAlias(t *testing.T) {
 	send(alice, roomID, "hi from A")
 	waitBodies(t, carol, roomID, "hi from A")
 	sameState(t, roomID, alice, bob, carol)
+}
+
+// A user who joins a room late reads its earlier history: /messages
+// fetches it from the room's other servers (backfill), as far as history
+// visibility lets them see.
+func TestBackfillHistory(t *testing.T) {
+	srv := servertest.Federation(t, 2)
+	a, b := srv[0], srv[1]
+	alice := a.Register(t, "alice", "pw-alice")
+	bob := b.Register(t, "bob", "pw-bob")
+	roomID := alice.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "public_chat"}).Str("room_id")
+	var early []string
+	for i := range 30 {
+		early = append(early, fmt.Sprintf("early %d", i))
+		send(alice, roomID, early[i])
+	}
+	bob.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID)+"?server_name="+url.QueryEscape(a.ServerName()), map[string]any{})
+
+	// Page back to the start, as a client does.
+	var got []string
+	from := ""
+	for range 20 {
+		path := "/_matrix/client/v3/rooms/" + url.PathEscape(roomID) + "/messages?dir=b&limit=10"
+		if from != "" {
+			path += "&from=" + url.QueryEscape(from)
+		}
+		r := bob.Must(200, "GET", path, nil)
+		chunk, _ := r.JSON["chunk"].([]any)
+		for _, c := range chunk {
+			ev, _ := c.(map[string]any)
+			if content, _ := ev["content"].(map[string]any); ev["type"] == "m.room.message" {
+				got = append(got, fmt.Sprint(content["body"]))
+			}
+		}
+		if from = r.Str("end"); from == "" {
+			break
+		}
+	}
+	slices.Reverse(got)
+	if !slices.Equal(got, early) {
+		t.Fatalf("bob's history: %q", got)
+	}
 }

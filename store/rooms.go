@@ -411,6 +411,32 @@ func eventMembership(js []byte) string {
 	return ev.Content.Membership
 }
 
+// AddHistory stores an event of a room's past that another server gave
+// us (backfill): in the topological order that /messages pages through,
+// with the state before it, but not in the stream that /sync delivers,
+// and changing neither the current state nor the forward extremities. An
+// outlier of that ID joins the timeline where it was stored.
+func (tx *Tx) AddHistory(room *Room, ev *NewEvent, stateBefore uint64) (uint64, error) {
+	events := tx.btx.Bucket(bucketEvents)
+	var pos uint64
+	if old, err := tx.EventByID(ev.EventID); err == nil {
+		if old.Flags&FlagOutlier == 0 || old.Flags&FlagRejected != 0 {
+			return 0, fmt.Errorf("store: event %s: %w", ev.EventID, ErrExists)
+		}
+		pos = old.Pos
+	} else if pos, err = events.NextSequence(); err != nil {
+		return 0, err
+	}
+	rec := &StoredEvent{Pos: pos, RoomNID: room.NID, StateBefore: stateBefore, JSON: ev.JSON}
+	if err := events.Put(u64(pos), encodeEvent(rec)); err != nil {
+		return 0, err
+	}
+	if err := tx.btx.Bucket(bucketEventIDs).Put([]byte(ev.EventID), u64(pos)); err != nil {
+		return 0, err
+	}
+	return pos, tx.btx.Bucket(bucketRoomTopo).Put(nidKey(room.NID, u64(uint64(ev.Depth)), u64(pos)), nil)
+}
+
 // SetOutlierMembership records a user's membership of a room we are not
 // in, such as a remote invite stored as an outlier at pos.
 func (tx *Tx) SetOutlierMembership(userID string, roomNID uint64, membership string, pos uint64) error {

@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -318,6 +319,8 @@ type MessagesQuery struct {
 	Limit    int
 	Filter   *filter.RoomEvent
 	DeviceID string // the requesting device, shown its own transaction IDs
+
+	backfilled bool // history was fetched from other servers for this request
 }
 
 // Messages pages through a room's timeline in topological order, as far
@@ -410,6 +413,20 @@ func (s *Service) Messages(userID, roomID string, q MessagesQuery) (*Page, error
 	})
 	if err != nil {
 		return nil, err
+	}
+	if q.Backward && page.End == "" && len(page.Chunk) < q.Limit && !q.backfilled && s.remote != nil {
+		// Our history ends here: a room we joined late has more on the
+		// servers that were in it before us.
+		ctx, cancel := context.WithTimeout(context.Background(), backfillTimeout)
+		added, err := s.backfill(ctx, roomID, max(2*q.Limit, 20))
+		cancel()
+		if err != nil {
+			s.log.Info("federation: backfill", "room", roomID, "err", err)
+		}
+		if added {
+			q.backfilled = true
+			return s.Messages(userID, roomID, q)
+		}
 	}
 	if page.Start == "" {
 		page.Start = "t0_0"

@@ -21,6 +21,8 @@ type Remote interface {
 	State(ctx context.Context, server, roomID, eventID string) (state, authChain []json.RawMessage, err error)
 	// Event returns one event (/event).
 	Event(ctx context.Context, server, eventID string) (json.RawMessage, error)
+	// Backfill returns events before from (/backfill).
+	Backfill(ctx context.Context, server, roomID string, from []string, limit int) ([]json.RawMessage, error)
 }
 
 // ErrRejected wraps the refusal of a remote event: it failed its
