@@ -152,3 +152,30 @@ func TestRemoteRelationsAndRedactions(t *testing.T) {
 		t.Fatalf("bob redacting alice's event: %s", r)
 	}
 }
+
+// A server the room's server ACL denies can no longer send events into
+// it, nor join; the room goes on for everyone else.
+func TestServerACL(t *testing.T) {
+	srv := servertest.Federation(t, 2)
+	a, b := srv[0], srv[1]
+	alice := a.Register(t, "alice", "pw-alice")
+	bob := b.Register(t, "bob", "pw-bob")
+	roomID := alice.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "public_chat"}).Str("room_id")
+	bob.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID)+"?server_name="+url.QueryEscape(a.ServerName()), map[string]any{})
+	send(bob, roomID, "allowed")
+	waitBodies(t, alice, roomID, "allowed")
+
+	// Every test server is "localhost:<port>", and ACLs ignore ports:
+	// denying localhost denies every server but the one applying it.
+	alice.Must(200, "PUT", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/state/m.room.server_acl/",
+		map[string]any{"allow": []string{"*"}, "deny": []string{"localhost"}, "allow_ip_literals": false})
+	send(bob, roomID, "denied")
+	send(alice, roomID, "alice goes on")
+	time.Sleep(500 * time.Millisecond)
+	for _, body := range timelineBodies(alice, roomID) {
+		if body == "denied" {
+			t.Fatalf("an event from a denied server reached A")
+		}
+	}
+	send(alice, roomID, "still fine")
+}

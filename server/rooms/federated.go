@@ -70,6 +70,9 @@ func (s *Service) MakeMember(origin, roomID, userID, membership string, versions
 			}
 			return err
 		}
+		if err := s.checkACL(tx, room, origin); err != nil {
+			return err
+		}
 		h, err = s.loadHead(tx, room, d)
 		return err
 	})
@@ -99,8 +102,10 @@ func (s *Service) MakeMember(origin, roomID, userID, membership string, versions
 func (s *Service) AcceptMember(ctx context.Context, origin, roomID, eventID, membership string, js []byte) (ev *pdu.Event, state, chain []json.RawMessage, err error) {
 	var room *store.Room
 	err = s.store.View(func(tx *store.Tx) (err error) {
-		room, err = knownRoom(tx, roomID)
-		return err
+		if room, err = knownRoom(tx, roomID); err != nil {
+			return err
+		}
+		return s.checkACL(tx, room, origin)
 	})
 	if err != nil {
 		return nil, nil, nil, err

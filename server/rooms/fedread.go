@@ -44,6 +44,9 @@ type serverView struct {
 }
 
 func (s *Service) newFedReader(tx *store.Tx, room *store.Room, origin string) (*fedReader, error) {
+	if err := s.checkACL(tx, room, origin); err != nil {
+		return nil, err
+	}
 	fr := &fedReader{s: s, tx: tx, room: room, origin: origin, snaps: map[uint64]serverView{}}
 	cur, err := tx.CurrentState(room.NID, "")
 	if err != nil {

@@ -57,6 +57,9 @@ func (s *Service) ReceivePDU(ctx context.Context, origin string, js []byte) (str
 	if ok, err := s.Resident(roomID); err != nil || !ok {
 		return ev.ID(), ErrNotInRoom
 	}
+	if !s.ServerAllowed(roomID, origin) || !s.ServerAllowed(roomID, ev.Origin()) {
+		return ev.ID(), fmt.Errorf("%w: the room's server ACL denies the server", ErrRejected)
+	}
 	unlock := s.lockRoom(roomID)
 	defer unlock()
 	return ev.ID(), s.ingest(ctx, origin, room.NID, ev, 0)
