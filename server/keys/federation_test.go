@@ -1,6 +1,9 @@
 package keys_test
 
 import (
+	"context"
+	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -122,4 +125,82 @@ func waitToDevice(t *testing.T, c *device, since string) []any {
 	}
 	t.Fatalf("%s: no to-device message within 10 s", c.UserID)
 	return nil
+}
+
+// A remote user's device changes reach the syncs (device_lists.changed)
+// and key queries of the users sharing a room with them: the other
+// server's device-list cache follows their server's updates, and an
+// update that does not follow on from it makes the server fetch the whole
+// list again.
+func TestDeviceListsAcrossServers(t *testing.T) {
+	servers := servertest.Federation(t, 2)
+	a, b := servers[0], servers[1]
+	alice := newDevice(a.Register(t, "alice", password))
+	bob := newDevice(b.Register(t, "bob", password))
+	roomID := alice.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "public_chat"}).Str("room_id")
+	bob.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID)+"?server_name="+url.QueryEscape(a.ServerName()), map[string]any{})
+	servertest.Eventually(t, 10*time.Second, func() (bool, string) {
+		r := alice.Do("GET", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/joined_members", nil)
+		return get(r.JSON, "joined", bob.UserID) != nil, "bob not joined on A: " + r.String()
+	})
+	_, since := syncFrom(t, alice, "", 0)
+	query := func() map[string]any {
+		return alice.Must(200, "POST", "/_matrix/client/v3/keys/query", map[string]any{"device_keys": map[string]any{bob.UserID: []string{}}}).JSON
+	}
+	// waitChanged waits for bob in alice's device_lists.changed.
+	waitChanged := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			resp, next := syncFrom(t, alice, since, 1000)
+			since = next
+			if slices.Contains(changed(resp), bob.UserID) {
+				return
+			}
+		}
+		t.Fatalf("%s: bob never in alice's device_lists.changed", what)
+	}
+
+	bob.uploadAll(t, 1)
+	waitChanged("bob's first keys")
+	if get(query(), "device_keys", bob.UserID, bob.DeviceID) == nil {
+		t.Fatalf("bob's device not in alice's query")
+	}
+
+	bob2 := newDevice(b.Login(t, "bob", password))
+	bob2.uploadAll(t, 1)
+	waitChanged("a new device")
+	if got := get(query(), "device_keys", bob.UserID, bob2.DeviceID, "keys", "ed25519:"+bob2.DeviceID); got != bob2.pub {
+		t.Errorf("the new device's key on A: %v, want %s", got, bob2.pub)
+	}
+
+	bob2.Must(200, "POST", "/_matrix/client/v3/logout", map[string]any{})
+	waitChanged("a device deleted")
+	if get(query(), "device_keys", bob.UserID, bob2.DeviceID) != nil {
+		t.Errorf("the deleted device is still served on A")
+	}
+
+	cs := newCrossSigning()
+	bob.Must(200, "POST", "/_matrix/client/v3/keys/device_signing/upload", cs.keys(t, bob.UserID))
+	waitChanged("cross-signing keys")
+	if got := get(query(), "master_keys", bob.UserID, "keys", "ed25519:"+pubOf(cs.master)); got != pubOf(cs.master) {
+		t.Errorf("bob's master key on A: %v", got)
+	}
+
+	// B's update that follows nothing A has seen: A fetches the list again
+	// from B instead of applying it, so the ghost device never shows.
+	ghost := map[string]any{"edu_type": "m.device_list_update", "content": map[string]any{
+		"user_id": bob.UserID, "device_id": "GHOST", "stream_id": 1000, "prev_id": []int{999},
+		"keys": map[string]any{"user_id": bob.UserID, "device_id": "GHOST", "keys": map[string]any{"ed25519:GHOST": "x"}},
+	}}
+	err := b.Federation().Client().Call(context.Background(), "PUT", a.ServerName(), "/_matrix/federation/v1/send/gap1",
+		map[string]any{"origin": b.ServerName(), "origin_server_ts": time.Now().UnixMilli(), "pdus": []any{}, "edus": []any{ghost}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitChanged("a resync after a gap")
+	q := query()
+	if get(q, "device_keys", bob.UserID, "GHOST") != nil || get(q, "device_keys", bob.UserID, bob.DeviceID) == nil {
+		t.Errorf("after the resync A serves %v, want bob's real device only", get(q, "device_keys", bob.UserID))
+	}
 }
