@@ -57,6 +57,10 @@ type RemoteDeviceList struct {
 	Recent         []int64         `json:"recent"`
 	MasterKey      json.RawMessage `json:"master_key,omitempty"`
 	SelfSigningKey json.RawMessage `json:"self_signing_key,omitempty"`
+	// Pos is the stream position of the resync that fetched the list:
+	// updates are followed only while a room is shared, so the list is
+	// current only if a room has been shared without a break since.
+	Pos uint64 `json:"pos"`
 }
 
 // RemoteDevice is one cached device of another server's user.

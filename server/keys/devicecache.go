@@ -108,13 +108,10 @@ func (s *Service) ApplyDeviceListUpdate(ctx context.Context, u *DeviceListUpdate
 	needResync := false
 	err := s.store.Update(func(tx *store.Tx) error {
 		pos, needResync = 0, false
-		l, err := tx.RemoteDeviceList(u.UserID)
-		if errors.Is(err, store.ErrNotFound) {
-			needResync = true
+		l, ok := s.validCache(tx, u.UserID)
+		if !ok {
+			needResync = true // none, or updates may have been missed
 			return nil
-		}
-		if err != nil {
-			return err
 		}
 		if u.StreamID <= l.StreamID || slices.Contains(l.Recent, u.StreamID) {
 			return nil // seen, or older than what the last resync fetched
@@ -125,6 +122,7 @@ func (s *Service) ApplyDeviceListUpdate(ctx context.Context, u *DeviceListUpdate
 				return nil
 			}
 		}
+		var err error
 		if u.Deleted {
 			err = tx.DeleteRemoteDevice(u.UserID, u.DeviceID)
 		} else {
@@ -176,8 +174,8 @@ func (s *Service) ApplySigningKeyUpdate(u *SigningKeyUpdate) error {
 	defer unlock()
 	var pos uint64
 	err := s.store.Update(func(tx *store.Tx) error {
-		l, err := tx.RemoteDeviceList(u.UserID)
-		if err == nil {
+		var err error
+		if l, ok := s.validCache(tx, u.UserID); ok {
 			if len(u.MasterKey) > 0 && string(u.MasterKey) != "null" {
 				l.MasterKey = u.MasterKey
 			}
@@ -187,10 +185,9 @@ func (s *Service) ApplySigningKeyUpdate(u *SigningKeyUpdate) error {
 			if err := tx.PutRemoteDeviceList(u.UserID, l); err != nil {
 				return err
 			}
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
 		}
-		// Not cached: queries ask the server, and find the new keys there.
+		// Not cached (or not current): queries ask the server, and find
+		// the new keys there.
 		pos, err = tx.RecordDeviceListChange(u.UserID)
 		return err
 	})
@@ -205,7 +202,7 @@ func (s *Service) resync(ctx context.Context, userID string) error {
 	unlock := s.lockUser(userID)
 	defer unlock()
 	if s.cached(userID) {
-		return nil // another request fetched it meanwhile
+		return nil // current, fetched by another request meanwhile
 	}
 	return s.resyncLocked(ctx, userID)
 }
@@ -243,7 +240,11 @@ func (s *Service) resyncLocked(ctx context.Context, userID string) error {
 			pos, err = tx.RecordDeviceListChange(userID)
 			return err
 		}
-		l := &store.RemoteDeviceList{StreamID: got.StreamID, Recent: []int64{got.StreamID}}
+		var err error
+		if pos, err = tx.RecordDeviceListChange(userID); err != nil {
+			return err
+		}
+		l := &store.RemoteDeviceList{StreamID: got.StreamID, Recent: []int64{got.StreamID}, Pos: pos}
 		if keysOf(got.MasterKey, userID, "") {
 			l.MasterKey = got.MasterKey
 		}
@@ -257,12 +258,7 @@ func (s *Service) resyncLocked(ctx context.Context, userID string) error {
 			}
 			devices = append(devices, store.RemoteDevice{DeviceID: d.DeviceID, DisplayName: d.DisplayName, Keys: d.Keys})
 		}
-		if err := tx.ReplaceRemoteDevices(userID, l, devices); err != nil {
-			return err
-		}
-		var err error
-		pos, err = tx.RecordDeviceListChange(userID)
-		return err
+		return tx.ReplaceRemoteDevices(userID, l, devices)
 	})
 	if err != nil {
 		return err
@@ -273,24 +269,24 @@ func (s *Service) resyncLocked(ctx context.Context, userID string) error {
 	return fetchErr
 }
 
-// cached reports whether a remote user's device list is cached.
+// cached reports whether a remote user's device list is cached and
+// current.
 func (s *Service) cached(userID string) bool {
 	found := false
 	_ = s.store.View(func(tx *store.Tx) error {
-		_, err := tx.RemoteDeviceList(userID)
-		found = err == nil
+		_, found = s.validCache(tx, userID)
 		return nil
 	})
 	return found
 }
 
-// addCached adds a remote user's cached keys (the devices of want, all
+// addCached adds a remote user's cached keys, if current, (the devices of want, all
 // for none) to out, and reports whether the cache had the user.
 func (s *Service) addCached(out *FederatedQueryResp, userID string, want []string) bool {
 	found := false
 	_ = s.store.View(func(tx *store.Tx) error {
-		l, err := tx.RemoteDeviceList(userID)
-		if err != nil {
+		l, ok := s.validCache(tx, userID)
+		if !ok {
 			return nil
 		}
 		devices, err := tx.RemoteDevices(userID)

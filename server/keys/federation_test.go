@@ -203,4 +203,23 @@ func TestDeviceListsAcrossServers(t *testing.T) {
 	if get(q, "device_keys", bob.UserID, "GHOST") != nil || get(q, "device_keys", bob.UserID, bob.DeviceID) == nil {
 		t.Errorf("after the resync A serves %v, want bob's real device only", get(q, "device_keys", bob.UserID))
 	}
+
+	// While no room is shared, B sends A no updates: when bob is back, A
+	// must not serve the list it had before.
+	room := "/_matrix/client/v3/rooms/" + url.PathEscape(roomID)
+	bob.Must(200, "POST", room+"/leave", map[string]any{})
+	servertest.Eventually(t, 10*time.Second, func() (bool, string) {
+		r := alice.Do("GET", room+"/joined_members", nil)
+		return get(r.JSON, "joined", bob.UserID) == nil, "bob still joined on A: " + r.String()
+	})
+	bob3 := newDevice(b.Login(t, "bob", password))
+	bob3.uploadAll(t, 1)
+	bob.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID)+"?server_name="+url.QueryEscape(a.ServerName()), map[string]any{})
+	servertest.Eventually(t, 10*time.Second, func() (bool, string) {
+		r := alice.Do("GET", room+"/joined_members", nil)
+		return get(r.JSON, "joined", bob.UserID) != nil, "bob not back on A: " + r.String()
+	})
+	if get(query(), "device_keys", bob.UserID, bob3.DeviceID) == nil {
+		t.Errorf("bob's device added while no room was shared is missing on A")
+	}
 }

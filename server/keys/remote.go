@@ -237,28 +237,63 @@ func userDevicesURI(userID string) string {
 // sharesRoomWithLocal reports whether userID is joined to a room a local
 // user is joined to: only then are their device-list updates followed.
 func (s *Service) sharesRoomWithLocal(userID string) bool {
-	found := false
-	_ = s.store.View(func(tx *store.Tx) error {
-		ms, err := tx.Memberships(userID)
-		if err != nil {
-			return err
-		}
-		for _, m := range ms {
-			if m.Membership != "join" {
-				continue
-			}
-			members, err := roomMembers(tx, m.RoomNID)
-			if err != nil {
-				return err
-			}
-			for u, um := range members {
-				if um.Membership == "join" && s.isLocal(u) {
-					found = true
-					return nil
-				}
-			}
-		}
-		return nil
+	shared := false
+	_ = s.store.View(func(tx *store.Tx) (err error) {
+		shared, _, err = s.sharedSince(tx, userID)
+		return err
 	})
-	return found
+	return shared
+}
+
+// sharedSince reports whether userID is joined to a room a local user is
+// joined to and, if so, the stream position since which such a room has
+// been shared without a break, as far as current memberships tell: in
+// each shared room, from the later of the user's join and the earliest
+// join of a local user still there. A member event that is not a break
+// (a new display name) only makes the answer later than it could be.
+func (s *Service) sharedSince(tx *store.Tx, userID string) (bool, uint64, error) {
+	ms, err := tx.Memberships(userID)
+	if err != nil {
+		return false, 0, err
+	}
+	shared, since := false, uint64(0)
+	for _, m := range ms {
+		if m.Membership != "join" {
+			continue
+		}
+		members, err := roomMembers(tx, m.RoomNID)
+		if err != nil {
+			return false, 0, err
+		}
+		localSince, withLocal := uint64(0), false
+		for u, um := range members {
+			if um.Membership == "join" && s.isLocal(u) && (!withLocal || um.Pos < localSince) {
+				localSince, withLocal = um.Pos, true
+			}
+		}
+		if !withLocal {
+			continue
+		}
+		roomSince := max(m.Pos, localSince)
+		if !shared || roomSince < since {
+			since = roomSince
+		}
+		shared = true
+	}
+	return shared, since, nil
+}
+
+// validCache returns a remote user's cached device list if it is current:
+// the user shares a room with ours, and has without a break since the
+// list was fetched, so no update can have been missed.
+func (s *Service) validCache(tx *store.Tx, userID string) (*store.RemoteDeviceList, bool) {
+	l, err := tx.RemoteDeviceList(userID)
+	if err != nil {
+		return nil, false
+	}
+	shared, since, err := s.sharedSince(tx, userID)
+	if err != nil || !shared || since > l.Pos {
+		return nil, false
+	}
+	return l, true
 }
