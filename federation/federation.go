@@ -19,6 +19,7 @@ import (
 
 	"hearth/server/accounts"
 	"hearth/server/httpx"
+	"hearth/server/keys"
 	"hearth/server/mxerr"
 	"hearth/server/rooms"
 	"hearth/store"
@@ -44,6 +45,11 @@ type Config struct {
 	// WellKnownServer is the delegated "host[:port]" announced in
 	// /.well-known/matrix/server; "" for no delegation (404).
 	WellKnownServer string
+	// Keys answers other servers' key queries and takes their device-list
+	// updates.
+	Keys *keys.Service
+	// Ephemeral delivers what peers' EDUs carry to our clients.
+	Ephemeral Ephemeral
 }
 
 // Service serves the federation and key APIs and holds the outbound
@@ -67,7 +73,15 @@ func New(cfg Config, st *store.Store) *Service {
 	c := NewClient(ClientConfig{ServerName: cfg.ServerName, KeyID: cfg.KeyID, Key: cfg.Key,
 		RootCAs: cfg.RootCAs, AllowPrivate: cfg.AllowPrivate, DialContext: cfg.DialContext})
 	s := &Service{cfg: cfg, store: st, client: c, keys: NewKeyRing(cfg.ServerName, cfg.KeyID, cfg.Key, c),
-		rooms: cfg.Rooms, edus: map[string]eduHandler{}}
+		rooms: cfg.Rooms}
+	s.edus = map[string]eduHandler{
+		"m.typing":             s.typingEDU,
+		"m.receipt":            s.receiptEDU,
+		"m.presence":           s.presenceEDU,
+		"m.direct_to_device":   s.toDeviceEDU,
+		"m.device_list_update": s.deviceListEDU,
+		"m.signing_key_update": s.signingKeyEDU,
+	}
 	return s
 }
 
@@ -102,6 +116,10 @@ func (s *Service) Routes() []httpx.Route {
 		// Backfilling and retrieving missing events (events.go)
 		{Method: "GET", Path: "/v1/backfill/{roomId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.backfill)},
 		{Method: "POST", Path: "/v1/get_missing_events/{roomId}", Auth: httpx.ServerAuth, Handler: httpx.JSON(s.getMissingEvents)},
+		// End-to-end encryption
+		{Method: "GET", Path: "/v1/user/devices/{userId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.userDevices)},
+		{Method: "POST", Path: "/v1/user/keys/query", Auth: httpx.ServerAuth, Handler: httpx.JSON(s.userKeysQuery)},
+		{Method: "POST", Path: "/v1/user/keys/claim", Auth: httpx.ServerAuth, Handler: httpx.JSON(s.userKeysClaim)},
 	}...)
 }
 

@@ -89,6 +89,7 @@ type Server struct {
 	notifier   *syncapi.Notifier
 	media      *media.Service
 	keys       *keys.Service
+	sync       *syncapi.API
 	federation *federation.Service // nil with NoFederation
 	sender     *federation.Sender  // outbound federation queue; nil with NoFederation
 	tlsConfig  *tls.Config         // of the HTTPS listener, nil for none
@@ -141,6 +142,10 @@ func Open(cfg Config) (*Server, error) {
 	s.notifier = syncapi.NewNotifier(latest)
 	s.rooms.OnAppend = s.notifyAppend
 	s.rooms.OnNotify = func(pos uint64, users ...string) { s.notifier.Notify(pos, users) }
+	// Keys and sync first: federation delivers EDUs to them.
+	s.keys = keys.New(st, s.accounts, s.notifyDeviceChange)
+	s.accounts.OnDevicesDeleted = func(lp string) { s.keys.DeviceChanged(s.accounts.UserID(lp)) }
+	s.sync = syncapi.New(st, s.rooms, s.notifier, !cfg.NoPresence, s.keys)
 	if err := s.openFederation(mux); err != nil {
 		st.Close()
 		return nil, err
@@ -148,10 +153,8 @@ func Open(cfg Config) (*Server, error) {
 	api := client.New(s.accounts, s.rooms, client.Config{PublicURL: cfg.PublicURL, NoRateLimit: cfg.NoRateLimit,
 		Remote: s.clientRemote()})
 	mux.Handle("/_matrix/client", api.Routes())
-	s.keys = keys.New(st, s.accounts, s.notifyDeviceChange)
-	s.accounts.OnDevicesDeleted = func(lp string) { s.keys.DeviceChanged(s.accounts.UserID(lp)) }
 	mux.Handle("/_matrix/client", s.keys.Routes())
-	mux.Handle("/_matrix/client", syncapi.New(st, s.rooms, s.notifier, !cfg.NoPresence, s.keys).Routes())
+	mux.Handle("/_matrix/client", s.sync.Routes())
 	mux.Handle("/_matrix/client", backup.New(st).Routes())
 	repo, err := media.New(media.Config{ServerName: cfg.ServerName, DataDir: cfg.DataDir,
 		MaxUploadSize: cfg.MaxUploadSize, Quota: cfg.MediaQuota, Legacy: cfg.LegacyMedia}, st, cfg.Log)
@@ -289,6 +292,9 @@ func (s *Server) notifyDeviceChange(pos uint64, userID string) {
 		s.log.Warn("sync notification: users sharing a room", "user", userID, "err", err)
 	}
 	s.notifier.Notify(pos, append(peers, userID))
+	if _, local := s.accounts.LocalpartOf(userID); local && s.sender != nil {
+		s.federateDeviceList(userID, peers)
+	}
 }
 
 // BootstrapToken is the one-time registration token that makes the first

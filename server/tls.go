@@ -56,10 +56,13 @@ func (s *Server) openFederation(mux *httpx.Mux) error {
 		ServerName: s.cfg.ServerName, KeyID: s.keyID, Key: s.signingKey, Version: s.cfg.Version,
 		RootCAs: pool, AllowPrivate: s.cfg.AllowPrivateAddresses, Log: s.log, Rooms: s.rooms, DialContext: s.cfg.FederationDial,
 		Accounts: s.accounts, WellKnownServer: s.cfg.WellKnownServer,
+		Keys: s.keys, Ephemeral: s.ephemeral(),
 	}, s.store)
 	s.sender = federation.NewSender(s.federation.Client(), s.store, federation.SenderConfig{Log: s.log})
 	s.rooms.SetFederation(s.federation, s.federation, s.federation.Keys().PublicKey)
 	s.rooms.OnLocalEvent = s.sendEvent
+	s.keys.Federation, s.keys.Log = s.federation.Client().Call, s.log
+	s.sync.SendEDU = s.sendEDU
 	mux.Handle("/_matrix/federation", s.federation.Routes())
 	mux.Handle("/_matrix/key", s.federation.KeyRoutes())
 	mux.Handle("", s.federation.WellKnownRoutes())

@@ -122,6 +122,23 @@ var (
 	// devices or keys changed there.
 	bucketDeviceLists = []byte("pos_userid_devicelistchange")
 
+	// End-to-end encryption across servers (see remotekeys.go).
+
+	// bucketFederatedDevices maps a local user ID to the JSON
+	// FederatedDevices: what other servers were last told of their
+	// devices, and under which device-list stream ID.
+	bucketFederatedDevices = []byte("userid_federateddevices")
+	// bucketRemoteDeviceLists maps a remote user ID to the JSON
+	// RemoteDeviceList cached for them (stream IDs, cross-signing keys).
+	bucketRemoteDeviceLists = []byte("userid_remotedevicelist")
+	// bucketRemoteDevices maps a remote user ID 0x00 device ID to the
+	// JSON RemoteDevice cached for it.
+	bucketRemoteDevices = []byte("userid_deviceid_remotedevice")
+	// bucketInboundToDevice maps origin 0x00 sender 0x00 message ID of a
+	// to-device EDU already delivered to the time (8 bytes, unix ms) it
+	// came, so a peer's resend is not delivered twice.
+	bucketInboundToDevice = []byte("origin_sender_messageid_ts")
+
 	// The media repository (see media.go).
 
 	// bucketMedia maps origin server name 0x00 media ID to a JSON Media
@@ -160,6 +177,7 @@ var allBuckets = [][]byte{
 	bucketMedia, bucketMediaUsage,
 	bucketFedQueue, bucketFedInFlight, bucketFedTxns,
 	bucketOpenID,
+	bucketFederatedDevices, bucketRemoteDeviceLists, bucketRemoteDevices, bucketInboundToDevice,
 }
 
 // appendOnly lists the buckets keyed by stream position alone, whose new

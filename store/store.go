@@ -112,6 +112,8 @@ var migrations = []func(tx *bolt.Tx) error{
 	createBuckets,
 	// 14 → 15: OpenID tokens.
 	createBuckets,
+	// 15 → 16: device lists across servers, inbound to-device dedupe.
+	createBuckets,
 }
 
 // createBuckets creates every bucket of the current schema that is missing.

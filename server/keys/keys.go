@@ -4,15 +4,19 @@
 // and /keys/changes report.
 //
 // Users of this server are answered from the store; users of other
-// servers go through one seam (remote.go) that answers "unreachable"
-// until federation fetches their keys.
+// servers through one seam (remote.go) that asks their servers, with a
+// cache of the device lists of those who share a room with ours
+// (devicecache.go). What other servers are told of our users' devices is
+// in federated.go.
 package keys
 
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"hearth/server/accounts"
 	"hearth/server/httpx"
@@ -27,6 +31,15 @@ type Service struct {
 	// notify is told, after commit, that userID's devices or keys changed
 	// at stream position pos: it wakes the syncs of everyone concerned.
 	notify func(pos uint64, userID string)
+
+	// Federation reaches other servers' key APIs; nil with federation
+	// off, when their users' keys are reported unavailable.
+	Federation FederationCall
+	// Log receives what goes wrong with other servers; nil for the default.
+	Log *slog.Logger
+
+	userMu    sync.Mutex           // guards userLocks
+	userLocks map[string]*userLock // by remote user: one update or resync at a time
 }
 
 // New returns the key service. notify is called after a device-list change
@@ -35,7 +48,15 @@ func New(st *store.Store, acc *accounts.Service, notify func(pos uint64, userID 
 	if notify == nil {
 		notify = func(uint64, string) {}
 	}
-	return &Service{store: st, acc: acc, notify: notify}
+	return &Service{store: st, acc: acc, notify: notify, userLocks: map[string]*userLock{}}
+}
+
+func (s *Service) log(msg string, args ...any) {
+	l := s.Log
+	if l == nil {
+		l = slog.Default()
+	}
+	l.Info("keys: "+msg, args...)
 }
 
 // Routes is the route table of the spec's "End-to-end encryption" key

@@ -26,41 +26,14 @@ type queryResp struct {
 // (all of a user's devices for an empty list) and the users'
 // cross-signing keys, with the signatures uploaded since merged in. A
 // user-signing key is only ever shown to its owner, and signatures others
-// made over a master key only to who made them.
+// made over a master key only to who made them. Users of other servers
+// are asked of their servers (remote.go).
 func (s *Service) query(r *httpx.Request, in *queryReq) (*queryResp, error) {
-	resp := &queryResp{
-		DeviceKeys: map[string]map[string]json.RawMessage{}, MasterKeys: map[string]json.RawMessage{},
-		SelfSigningKeys: map[string]json.RawMessage{}, UserSigningKeys: map[string]json.RawMessage{},
-		Failures: map[string]any{},
-	}
+	resp := newQueryResp()
 	local, remote := partition(in.DeviceKeys, s.isLocal)
-	for server := range remote {
-		resp.Failures[server] = remoteUnavailable(server)
-	}
 	err := s.store.View(func(tx *store.Tx) error {
 		for userID, want := range local {
-			lp, _ := s.acc.LocalpartOf(userID)
-			devices, err := tx.Devices(lp)
-			if err != nil {
-				return err
-			}
-			out := map[string]json.RawMessage{}
-			for _, d := range devices {
-				if len(want) > 0 && !slices.Contains(want, d.ID) {
-					continue
-				}
-				js, err := tx.DeviceKeys(lp, d.ID)
-				if errors.Is(err, store.ErrNotFound) {
-					continue // a device that has not uploaded keys
-				}
-				if err != nil {
-					return err
-				}
-				sigs := ownSignatures(tx.KeySignatures(lp, d.ID), userID, "")
-				out[d.ID] = withSignatures(js, sigs, map[string]any{"device_display_name": d.DisplayName})
-			}
-			resp.DeviceKeys[userID] = out
-			if err := s.addCrossSigning(tx, resp, lp, userID, r.Principal.UserID); err != nil {
+			if err := s.addLocalKeys(tx, resp, userID, want, r.Principal.UserID); err != nil {
 				return err
 			}
 		}
@@ -69,7 +42,48 @@ func (s *Service) query(r *httpx.Request, in *queryReq) (*queryResp, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.queryRemote(r.Context(), resp, remote, requestTimeout(in.Timeout))
 	return resp, nil
+}
+
+func newQueryResp() *queryResp {
+	return &queryResp{
+		DeviceKeys: map[string]map[string]json.RawMessage{}, MasterKeys: map[string]json.RawMessage{},
+		SelfSigningKeys: map[string]json.RawMessage{}, UserSigningKeys: map[string]json.RawMessage{},
+		Failures: map[string]any{},
+	}
+}
+
+// addLocalKeys adds a local user's device keys (those of want, all for
+// none) and cross-signing keys to a query response for requester: a user
+// ID, or "" for another server, which sees no user-signing key and no
+// device display names (Synapse's default).
+func (s *Service) addLocalKeys(tx *store.Tx, resp *queryResp, userID string, want []string, requester string) error {
+	lp, _ := s.acc.LocalpartOf(userID)
+	devices, err := tx.Devices(lp)
+	if err != nil {
+		return err
+	}
+	out := map[string]json.RawMessage{}
+	for _, d := range devices {
+		if len(want) > 0 && !slices.Contains(want, d.ID) {
+			continue
+		}
+		js, err := tx.DeviceKeys(lp, d.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // a device that has not uploaded keys
+		}
+		if err != nil {
+			return err
+		}
+		var unsigned map[string]any
+		if requester != "" {
+			unsigned = map[string]any{"device_display_name": d.DisplayName}
+		}
+		out[d.ID] = withSignatures(js, ownSignatures(tx.KeySignatures(lp, d.ID), userID, ""), unsigned)
+	}
+	resp.DeviceKeys[userID] = out
+	return s.addCrossSigning(tx, resp, lp, userID, requester)
 }
 
 // addCrossSigning adds a local user's cross-signing keys to a query

@@ -195,14 +195,23 @@ func (s *Service) claim(r *httpx.Request, in *claimReq) (*claimResp, error) {
 	}
 	resp := &claimResp{OneTimeKeys: map[string]map[string]map[string]json.RawMessage{}, Failures: map[string]any{}}
 	local, remote := s.partition(in.OneTimeKeys)
-	for server := range remote {
-		resp.Failures[server] = remoteUnavailable(server)
+	if len(local) > 0 {
+		claimed, err := s.claimLocal(local)
+		if err != nil {
+			return nil, err
+		}
+		resp.OneTimeKeys = claimed
 	}
-	if len(local) == 0 {
-		return resp, nil
-	}
+	s.claimRemote(r.Context(), resp, remote, requestTimeout(in.Timeout))
+	return resp, nil
+}
+
+// claimLocal claims, for each device of local users asked for, one key of
+// the algorithm; devices with none are left out.
+func (s *Service) claimLocal(local map[string]map[string]string) (map[string]map[string]map[string]json.RawMessage, error) {
+	out := map[string]map[string]map[string]json.RawMessage{}
 	err := s.store.Update(func(tx *store.Tx) error {
-		clear(resp.OneTimeKeys)
+		clear(out)
 		for userID, devices := range local {
 			lp, _ := s.acc.LocalpartOf(userID)
 			for deviceID, alg := range devices {
@@ -213,18 +222,15 @@ func (s *Service) claim(r *httpx.Request, in *claimReq) (*claimResp, error) {
 				if err != nil {
 					return err
 				}
-				if resp.OneTimeKeys[userID] == nil {
-					resp.OneTimeKeys[userID] = map[string]map[string]json.RawMessage{}
+				if out[userID] == nil {
+					out[userID] = map[string]map[string]json.RawMessage{}
 				}
-				resp.OneTimeKeys[userID][deviceID] = map[string]json.RawMessage{k.KeyID: k.Key}
+				out[userID][deviceID] = map[string]json.RawMessage{k.KeyID: k.Key}
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return out, err
 }
 
 // DeviceKeyCounts returns, for /sync, a device's unclaimed one-time key

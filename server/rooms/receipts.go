@@ -42,6 +42,39 @@ func (s *Service) SetReceipt(userID, roomID, typ, eventID, threadID string) erro
 	return err
 }
 
+// SetRemoteReceipt records a remote user's public read receipt, which
+// their server sent, up to eventID in roomID at ts, and wakes the room's
+// syncs. The user must be joined; the event may be one this server has
+// not received, but not one of another room.
+func (s *Service) SetRemoteReceipt(userID, roomID, eventID, threadID string, ts int64) error {
+	var pos uint64
+	err := s.store.Update(func(tx *store.Tx) error {
+		room, err := knownRoom(tx, roomID)
+		if err != nil {
+			return err
+		}
+		if m, err := tx.MembershipOf(userID, room.NID); err != nil || m.Membership != "join" {
+			return mxerr.Forbidden("%s is not joined to the room", userID)
+		}
+		var eventPos uint64
+		rec, err := tx.EventByID(eventID)
+		switch {
+		case err == nil && rec.RoomNID != room.NID:
+			return mxerr.NotFound("Event %s is not in the room", eventID)
+		case err == nil:
+			eventPos = rec.Pos
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		pos, err = tx.PutReceipt(room.NID, &store.Receipt{UserID: userID, Type: "m.read", ThreadID: threadID, EventID: eventID, EventPos: eventPos, TS: ts})
+		return err
+	})
+	if err == nil {
+		s.appended(pos, roomID)
+	}
+	return err
+}
+
 // receiptEvent returns the m.receipt ephemeral event of a room's receipts
 // changed in (since, upto] that userID may see (private receipts only
 // their own), or nil.

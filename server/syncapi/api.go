@@ -30,6 +30,10 @@ type API struct {
 	presence *Presence
 	keys     *keys.Service
 
+	// SendEDU, when set, carries local users' typing, receipts, presence
+	// and to-device messages to other servers.
+	SendEDU SendEDU
+
 	mu      sync.Mutex                    // guards members
 	members map[string]*rooms.MemberCache // by user and device: lazy-loaded members sent
 }
@@ -43,10 +47,12 @@ func New(st *store.Store, rs *rooms.Service, n *Notifier, presence bool, ks *key
 			n.Wake(members)
 		}
 	})
+	a.typing.expired = func(roomID, userID string) { a.federateTyping(roomID, userID, false) }
 	a.presence = NewPresence(presence, func(userID string) {
 		if peers, err := rs.SharedUsers(userID); err == nil {
 			n.Wake(append(peers, userID))
 		}
+		a.federatePresence(userID)
 	})
 	return a
 }

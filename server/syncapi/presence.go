@@ -36,6 +36,10 @@ type userPresence struct {
 	lastActive time.Time
 	serial     uint64      // the serial of the last change
 	idle       *time.Timer // turns online into unavailable
+	// remote is a user of another server, whose server says when they
+	// are active and idle.
+	remote          bool
+	currentlyActive bool // of a remote user, as their server said
 }
 
 // NewPresence returns the presence of a server; disabled presence answers
@@ -90,6 +94,35 @@ func (p *Presence) Set(userID, state string, msg *string, active bool) {
 	}
 }
 
+// SetRemote records a remote user's presence as their server said it.
+func (p *Presence) SetRemote(userID, state string, msg *string, lastActiveAgo int64, currentlyActive bool) {
+	if !p.enabled {
+		return
+	}
+	p.mu.Lock()
+	u := p.users[userID]
+	if u == nil {
+		u = &userPresence{state: "offline", remote: true}
+		p.users[userID] = u
+	}
+	changed := state != u.state || currentlyActive != u.currentlyActive
+	u.state, u.currentlyActive = state, currentlyActive
+	if msg != nil && *msg != u.statusMsg {
+		u.statusMsg, changed = *msg, true
+	}
+	if lastActiveAgo > 0 {
+		u.lastActive = time.Now().Add(-time.Duration(lastActiveAgo) * time.Millisecond)
+	}
+	if changed {
+		p.serial++
+		u.serial = p.serial
+	}
+	p.mu.Unlock()
+	if changed && p.onChange != nil {
+		p.onChange(userID)
+	}
+}
+
 func (p *Presence) goIdle(userID string) {
 	p.mu.Lock()
 	u := p.users[userID]
@@ -129,6 +162,9 @@ func (p *Presence) contentLocked(u *userPresence) PresenceContent {
 	if !u.lastActive.IsZero() {
 		c.LastActiveAgo = max(1, time.Since(u.lastActive).Milliseconds())
 		c.CurrentlyActive = u.state == "online" && time.Since(u.lastActive) < time.Minute
+	}
+	if u.remote {
+		c.CurrentlyActive = u.currentlyActive
 	}
 	return c
 }

@@ -15,7 +15,7 @@ type receiptReq struct {
 func (a *API) postReceipt(r *httpx.Request, in *receiptReq) (*httpx.Empty, error) {
 	switch typ := r.Param("receiptType"); typ {
 	case "m.read", "m.read.private":
-		return &httpx.Empty{}, a.rooms.SetReceipt(r.Principal.UserID, r.Param("roomId"), typ, r.Param("eventId"), in.ThreadID)
+		return &httpx.Empty{}, a.setReceipt(r, typ, r.Param("eventId"), in.ThreadID)
 	case "m.fully_read":
 		if in.ThreadID != "" {
 			return nil, mxerr.BadJSON("m.fully_read cannot be threaded")
@@ -41,12 +41,24 @@ func (a *API) postReadMarkers(r *httpx.Request, in *readMarkersReq) (*httpx.Empt
 	}
 	for typ, id := range map[string]string{"m.read": in.Read, "m.read.private": in.ReadPrivate} {
 		if id != "" {
-			if err := a.rooms.SetReceipt(r.Principal.UserID, r.Param("roomId"), typ, id, ""); err != nil {
+			if err := a.setReceipt(r, typ, id, ""); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return &httpx.Empty{}, nil
+}
+
+// setReceipt records the caller's receipt; a public one goes to the
+// other servers in the room too.
+func (a *API) setReceipt(r *httpx.Request, typ, eventID, threadID string) error {
+	if err := a.rooms.SetReceipt(r.Principal.UserID, r.Param("roomId"), typ, eventID, threadID); err != nil {
+		return err
+	}
+	if typ == "m.read" {
+		a.federateReceipt(r.Param("roomId"), r.Principal.UserID, eventID, threadID)
+	}
+	return nil
 }
 
 // setFullyRead moves the user's read marker (room account data

@@ -16,14 +16,33 @@ type sendToDeviceReq struct {
 
 // sendToDevice is PUT /sendToDevice/{eventType}/{txnId}: messages for
 // devices of local users ("*" for all of a user's devices), queued until
-// each device's sync acknowledges them. A retried transaction is not sent
-// twice. Users of other servers are reached once federation exists.
+// each device's sync acknowledges them, and for users of other servers,
+// queued for their servers as m.direct_to_device EDUs. A retried
+// transaction is not sent twice.
 func (a *API) sendToDevice(r *httpx.Request, in *sendToDeviceReq) (*httpx.Empty, error) {
 	if in.Messages == nil {
 		return nil, mxerr.MissingParam("Missing messages")
 	}
+	for _, byDevice := range in.Messages {
+		for _, content := range byDevice {
+			if len(content) == 0 || content[0] != '{' {
+				return nil, mxerr.BadJSON("Each message must be a JSON object")
+			}
+		}
+	}
 	typ := r.Param("eventType")
 	txn := &store.TxnKey{Localpart: r.Principal.Localpart, DeviceID: r.Principal.DeviceID, TxnID: "sendToDevice\x00" + typ + "\x00" + r.Param("txnId")}
+	done := false
+	_ = a.store.View(func(tx *store.Tx) error { _, err := tx.TxnEvent(txn, 0); done = err == nil; return nil })
+	if done {
+		return &httpx.Empty{}, nil
+	}
+	// Remote messages are queued first: should the local part fail, the
+	// client's retry queues them again under the same message IDs, which
+	// the receiving servers recognise.
+	if err := a.federateToDevice(r, typ, in.Messages); err != nil {
+		return nil, err
+	}
 	var pos uint64
 	var targets []string
 	err := a.store.Update(func(tx *store.Tx) error {
@@ -41,9 +60,6 @@ func (a *API) sendToDevice(r *httpx.Request, in *sendToDeviceReq) (*httpx.Empty,
 				return err
 			}
 			for deviceID, content := range byDevice {
-				if len(content) == 0 || content[0] != '{' {
-					return mxerr.BadJSON("Each message must be a JSON object")
-				}
 				for _, d := range devices {
 					if deviceID != "*" && d.ID != deviceID {
 						continue
@@ -64,6 +80,38 @@ func (a *API) sendToDevice(r *httpx.Request, in *sendToDeviceReq) (*httpx.Empty,
 		a.notifier.Notify(pos, targets)
 	}
 	return &httpx.Empty{}, nil
+}
+
+// federateToDevice queues the messages for users of other servers, one
+// m.direct_to_device EDU per server.
+func (a *API) federateToDevice(r *httpx.Request, typ string, messages map[string]map[string]json.RawMessage) error {
+	byServer := map[string]map[string]map[string]json.RawMessage{}
+	for userID, byDevice := range messages {
+		server := serverOf(userID)
+		if server == "" || server == a.rooms.ServerName() {
+			continue
+		}
+		if byServer[server] == nil {
+			byServer[server] = map[string]map[string]json.RawMessage{}
+		}
+		byServer[server][userID] = byDevice
+	}
+	if len(byServer) == 0 {
+		return nil
+	}
+	if a.SendEDU == nil {
+		return mxerr.Forbidden("Federation is not enabled: messages cannot reach other servers' users")
+	}
+	for server, msgs := range byServer {
+		err := a.SendEDU([]string{server}, "m.direct_to_device", map[string]any{
+			"sender": r.Principal.UserID, "type": typ, "messages": msgs,
+			"message_id": toDeviceMessageID(r.Principal.UserID, r.Principal.DeviceID, typ+"\x00"+r.Param("txnId"), server),
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // localpart returns the localpart of a local user ID.

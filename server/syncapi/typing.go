@@ -21,6 +21,9 @@ type Typing struct {
 	serial   uint64
 	rooms    map[string]*roomTyping
 	onChange func(roomID string) // wakes the room's members; called without mu
+	// expired, when set, is told that a user's typing timed out; called
+	// without mu.
+	expired func(roomID, userID string)
 }
 
 type roomTyping struct {
@@ -83,6 +86,9 @@ func (t *Typing) expire(roomID, userID string, expiry time.Time) {
 	if t.onChange != nil {
 		t.onChange(roomID)
 	}
+	if t.expired != nil {
+		t.expired(roomID, userID)
+	}
 }
 
 // Changed returns who is typing in roomID if that changed after serial
@@ -125,6 +131,9 @@ func (a *API) putTyping(r *httpx.Request, in *typingReq) (*httpx.Empty, error) {
 		timeout = min(time.Duration(in.Timeout)*time.Millisecond, maxTypingTimeout)
 	}
 	a.typing.Set(r.Param("roomId"), r.Principal.UserID, *in.Typing, timeout)
+	// Every call goes out, a renewal too: other servers time typing out
+	// by themselves.
+	a.federateTyping(r.Param("roomId"), r.Principal.UserID, *in.Typing)
 	return &httpx.Empty{}, nil
 }
 

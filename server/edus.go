@@ -1,0 +1,59 @@
+package server
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+
+	"hearth/federation"
+)
+
+// The wiring of ephemeral data between the sync API, the key service and
+// federation, which sit side by side and may not import each other.
+
+// sendEDU queues an EDU for destinations through the federation sender.
+func (s *Server) sendEDU(destinations []string, eduType string, content any) error {
+	b, err := json.Marshal(map[string]any{"edu_type": eduType, "content": content})
+	if err == nil {
+		err = s.sender.Enqueue(destinations, nil, [][]byte{b})
+	}
+	if err != nil {
+		s.log.Warn("federation: queue EDU", "type", eduType, "err", err)
+	}
+	return err
+}
+
+// ephemeral is where inbound EDUs deliver to our clients.
+func (s *Server) ephemeral() federation.Ephemeral {
+	return federation.Ephemeral{
+		Typing: s.sync.SetRemoteTyping,
+		Presence: func(userID string, p *federation.PresenceUpdate) {
+			s.sync.SetRemotePresence(userID, p.Presence, p.StatusMsg, p.LastActiveAgo, p.CurrentlyActive)
+		},
+		ToDevice: func(origin string, m *federation.ToDeviceMessage) error {
+			return s.sync.DeliverRemoteToDevice(origin, m.Sender, m.Type, m.MessageID, m.Messages)
+		},
+	}
+}
+
+// federateDeviceList tells the servers of peers (the users sharing a
+// room with a local user) what changed in that user's devices and keys.
+func (s *Server) federateDeviceList(userID string, peers []string) {
+	var servers []string
+	for _, u := range peers {
+		_, server, ok := strings.Cut(u, ":")
+		if ok && server != s.cfg.ServerName && !slices.Contains(servers, server) {
+			servers = append(servers, server)
+		}
+	}
+	if len(servers) == 0 {
+		return // told when they next share a room and ask, or resync
+	}
+	edus, err := s.keys.DeviceListEDUs(userID)
+	if err == nil && len(edus) > 0 {
+		err = s.sender.Enqueue(servers, nil, edus)
+	}
+	if err != nil {
+		s.log.Warn("federation: device-list update", "user", userID, "err", err)
+	}
+}
