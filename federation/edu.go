@@ -58,13 +58,14 @@ func userServer(userID string) string {
 	return server
 }
 
-// joined reports whether userID is joined to roomID as we know the room.
+// joined reports whether userID is joined to roomID as we know the room,
+// and the room's server ACL lets the user's server take part.
 func (s *Service) joined(userID, roomID string) bool {
 	if s.rooms == nil {
 		return false
 	}
 	m, err := s.rooms.Membership(userID, roomID)
-	return err == nil && m == "join"
+	return err == nil && m == "join" && s.rooms.ServerAllowed(roomID, userServer(userID))
 }
 
 type typingContent struct {
