@@ -224,6 +224,39 @@ func (s *Service) Leave(ctx context.Context, servers []string, roomID, userID st
 	return errors.Join(errs...)
 }
 
+// Knock knocks on a room through one of servers: make_knock, complete
+// and sign the template, send_knock. It returns the knock event, the
+// room version and the room's stripped state.
+func (s *Service) Knock(ctx context.Context, servers []string, roomID, userID string, content map[string]any) ([]byte, string, []json.RawMessage, error) {
+	var errs []error
+	for _, server := range servers {
+		q := url.Values{"ver": pdu.SupportedVersions()}
+		var made makeResp
+		uri := "/_matrix/federation/v1/make_knock/" + url.PathEscape(roomID) + "/" + url.PathEscape(userID) + "?" + q.Encode()
+		err := s.client.Call(ctx, "GET", server, uri, nil, &made)
+		var ev *pdu.Event
+		if err == nil {
+			ev, err = s.complete(made, content)
+		}
+		var resp struct {
+			KnockRoomState []json.RawMessage `json:"knock_room_state"`
+		}
+		if err == nil {
+			uri = "/_matrix/federation/v1/send_knock/" + url.PathEscape(roomID) + "/" + url.PathEscape(ev.ID())
+			err = s.client.Call(ctx, "PUT", server, uri, json.RawMessage(ev.JSON()), &resp)
+		}
+		if err == nil {
+			return ev.JSON(), made.RoomVersion, resp.KnockRoomState, nil
+		}
+		var fe *Error
+		if errors.As(err, &fe) && fe.Status == 403 {
+			return nil, "", nil, mxerr.Forbidden("%s refused the knock: %s", server, fe.Message)
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", server, err))
+	}
+	return nil, "", nil, &mxerr.Error{Status: 404, Code: "M_NOT_FOUND", Message: fmt.Sprintf("Could not knock through any server: %v", errors.Join(errs...))}
+}
+
 // Invite has the invitee's server countersign our invite event.
 func (s *Service) Invite(ctx context.Context, version string, ev []byte, stripped []json.RawMessage) ([]byte, error) {
 	var head struct {

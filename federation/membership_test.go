@@ -179,3 +179,28 @@ func TestServerACL(t *testing.T) {
 	}
 	send(alice, roomID, "still fine")
 }
+
+// A user of B knocks on A's knock-only room: the knock shows on A and in
+// bob's sync; alice lets him in with an invite, and he joins.
+func TestRemoteKnock(t *testing.T) {
+	srv := servertest.Federation(t, 2)
+	a, b := srv[0], srv[1]
+	alice := a.Register(t, "alice", "pw-alice")
+	bob := b.Register(t, "bob", "pw-bob")
+	roomID := alice.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "private_chat", "name": "Knock here",
+		"initial_state": []any{map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{"join_rule": "knock"}}}}).Str("room_id")
+
+	bob.Must(200, "POST", "/_matrix/client/v3/knock/"+url.PathEscape(roomID)+"?server_name="+url.QueryEscape(a.ServerName()), map[string]any{"reason": "let me in"})
+	waitMembership(t, alice, roomID, bob.UserID, "knock")
+	servertest.Eventually(t, 5*time.Second, func() (bool, string) {
+		k := section(syncRooms(bob), "knock", roomID)
+		return k != nil, "the room is not in bob's knocked rooms"
+	})
+
+	alice.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/invite", map[string]any{"user_id": bob.UserID})
+	servertest.Eventually(t, 5*time.Second, func() (bool, string) {
+		return section(syncRooms(bob), "invite", roomID) != nil, "bob has no invite after the knock"
+	})
+	bob.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/join", map[string]any{})
+	waitMembership(t, alice, roomID, bob.UserID, "join")
+}

@@ -394,17 +394,19 @@ func (a *API) join(r *httpx.Request, in *memberReq) (*roomIDResp, error) {
 
 // knock is POST /knock/{roomIdOrAlias} (room versions 7 and later).
 func (a *API) knock(r *httpx.Request, in *memberReq) (*roomIDResp, error) {
-	roomID, err := a.roomIDOf(r, r.Param("roomIdOrAlias"))
+	t, err := a.roomTarget(r, r.Param("roomIdOrAlias"))
 	if err != nil {
 		return nil, err
 	}
-	if !strings.HasPrefix(roomID, "!") {
+	if !strings.HasPrefix(t.RoomID, "!") {
 		return nil, mxerr.InvalidParam("Invalid room ID")
 	}
-	if exists, _ := a.roomExists(roomID); !exists {
-		return nil, mxerr.NotFound("No known servers for this room")
+	via := append(append(r.QueryAll("via"), r.QueryAll("server_name")...), t.Servers...)
+	c := &rooms.MemberChange{Sender: r.Principal.UserID, Target: r.Principal.UserID, Membership: "knock", Reason: in.Reason, Via: via}
+	if _, err := a.rooms.Knock(t.RoomID, c); err != nil {
+		return nil, err
 	}
-	return a.changeMember(r, roomID, r.Principal.UserID, "knock", in.Reason)
+	return &roomIDResp{RoomID: t.RoomID}, nil
 }
 
 func (a *API) roomExists(roomID string) (bool, error) {

@@ -271,6 +271,10 @@ type Handshakes interface {
 	// Leave leaves (or rejects an invite to) a room we are not resident
 	// in through one of servers (make_leave, send_leave).
 	Leave(ctx context.Context, servers []string, roomID, userID string, content map[string]any) error
+	// Knock knocks on a room we are not in through one of servers
+	// (make_knock, send_knock) and returns the signed knock event and
+	// the room's stripped state.
+	Knock(ctx context.Context, servers []string, roomID, userID string, content map[string]any) ([]byte, string, []json.RawMessage, error)
 	// Invite asks the invitee's server to sign our invite event and
 	// returns the event as it signed it.
 	Invite(ctx context.Context, version string, ev []byte, strippedState []json.RawMessage) ([]byte, error)
@@ -533,4 +537,76 @@ func (s *Service) StrippedState(roomID string) ([]StrippedEvent, error) {
 		return nil
 	})
 	return out, err
+}
+
+// Knock knocks c.Target on a room: in a room we are in, a local event;
+// elsewhere, through the room's servers, with the knock kept (and the
+// room's stripped state) so it shows in the user's sync.
+func (s *Service) Knock(roomID string, c *MemberChange) (string, error) {
+	c.Membership = "knock"
+	if resident, err := s.Resident(roomID); err == nil && resident {
+		return s.ChangeMembership(roomID, c)
+	} else if e, ok := mxerr.As(err); err != nil && !(ok && e.Code == "M_NOT_FOUND") {
+		return "", err
+	}
+	if s.handshakes == nil {
+		return "", mxerr.NotFound("No known servers for this room")
+	}
+	var servers []string
+	_ = s.store.View(func(tx *store.Tx) error {
+		servers = s.remoteServers(tx, roomID, c.Target, c.Via)
+		return nil
+	})
+	if len(servers) == 0 {
+		return "", mxerr.NotFound("No known servers for this room")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), federationTimeout)
+	defer cancel()
+	js, version, stripped, err := s.handshakes.Knock(ctx, servers, roomID, c.Target, memberContent(c, nil))
+	if err != nil {
+		return "", err
+	}
+	ev, err := pdu.Parse(version, js, false)
+	if err != nil {
+		return "", err
+	}
+	// The stripped state rides in unsigned, as for a remote invite.
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(js, &obj); err != nil {
+		return "", err
+	}
+	unsigned := map[string]json.RawMessage{}
+	_ = json.Unmarshal(obj["unsigned"], &unsigned)
+	if stripped == nil {
+		stripped = []json.RawMessage{}
+	}
+	unsigned["invite_room_state"], _ = json.Marshal(stripped)
+	obj["unsigned"], _ = json.Marshal(unsigned)
+	stored, err := json.Marshal(obj)
+	if err != nil {
+		return "", err
+	}
+	unlock := s.lockRoom(roomID)
+	defer unlock()
+	var pos uint64
+	err = s.store.Update(func(tx *store.Tx) error {
+		r, err := tx.RoomByID(roomID)
+		if errors.Is(err, store.ErrNotFound) {
+			r, err = tx.CreateRoom(roomID, version)
+		}
+		if err != nil {
+			return err
+		}
+		if pos, err = tx.AddOutlier(r.NID, ev.ID(), stored, 0, 0); err != nil {
+			return err
+		}
+		return tx.SetOutlierMembership(c.Target, r.NID, "knock", pos)
+	})
+	if err != nil {
+		return "", err
+	}
+	if s.OnNotify != nil {
+		s.OnNotify(pos, c.Target)
+	}
+	return ev.ID(), nil
 }
