@@ -1,11 +1,10 @@
-// Package federation is the Server-Server API: the key API, X-Matrix
-// request authentication both ways, the outbound client and the inbound
-// federation routes.
-//
-// It has keys (our own, fetched ones, the notary endpoints), signed
-// outbound requests, verified inbound ones, transactions, and the queries
-// both ways: profiles, room aliases, the room directory, spaces and
-// timestamp lookups.
+// Package federation is the Server-Server API, both ways: the key API
+// and notary, X-Matrix request authentication, the outbound client and
+// its persistent per-destination queue, and the inbound routes:
+// transactions (PDUs go to the room core's ingest pipeline, EDUs to their
+// handlers), the membership handshakes, history reads, queries, media and
+// OpenID. The room core reaches other servers through this package's
+// implementations of rooms.Remote and rooms.Handshakes.
 package federation
 
 import (
