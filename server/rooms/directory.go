@@ -2,7 +2,6 @@ package rooms
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"math"
 	"slices"
 	"sort"
@@ -310,22 +309,20 @@ func (s *Service) publicRoom(tx *store.Tx, room *store.Room) (*PublicRoom, error
 	return e, nil
 }
 
-// joinedMembers returns the user IDs of a room's joined members.
+// joinedMembers returns the user IDs of a room's joined members, from
+// the membership index the current state keeps (no event is parsed: a
+// room may have thousands of members).
 func (s *Service) joinedMembers(tx *store.Tx, room *store.Room) ([]string, error) {
 	members, err := tx.CurrentState(room.NID, "m.room.member")
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	for sk, pos := range members {
-		ev, err := s.eventAt(tx, room.Version, pos)
+	for sk := range members {
+		m, err := tx.MembershipOf(sk.Key, room.NID)
 		if err != nil {
 			return nil, err
 		}
-		var m struct {
-			Membership string `json:"membership"`
-		}
-		_ = json.Unmarshal(ev.Content(), &m)
 		if m.Membership == "join" {
 			out = append(out, sk.Key)
 		}

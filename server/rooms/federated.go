@@ -29,11 +29,8 @@ func serverOf(userID string) string {
 // resident reports whether one of our users is joined to the room: only
 // then do we hold its current state and may build events in it.
 func (s *Service) resident(tx *store.Tx, room *store.Room) (bool, error) {
-	joined, err := s.joinedMembers(tx, room)
-	if err != nil {
-		return false, err
-	}
-	return slices.ContainsFunc(joined, func(u string) bool { return serverOf(u) == s.serverName }), nil
+	servers, err := s.joinedServers(tx, room)
+	return slices.Contains(servers, s.serverName), err
 }
 
 // MakeMember builds the template of userID's membership event (join,

@@ -28,9 +28,10 @@ type Service struct {
 	log        *slog.Logger
 	now        func() time.Time
 
-	mu    sync.Mutex             // guards locks
-	locks map[string]*sync.Mutex // one writer per room
-	heads *headCache             // the parsed events the writers build on
+	mu      sync.Mutex             // guards locks
+	locks   map[string]*sync.Mutex // one writer per room
+	heads   *headCache             // the parsed events the writers build on
+	servers serverCache            // each room's joined servers
 
 	// Unread counts unread notifications for sync; the push rules replace
 	// the default.
@@ -271,7 +272,7 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 	s.appended(pos, roomID)
 	if s.OnLocalEvent != nil {
 		var extra []string
-		if ev.Type() == "m.room.member" && serverOf(*ev.StateKey()) != s.serverName {
+		if m, _ := ev.Membership(); ev.Type() == "m.room.member" && (m == "leave" || m == "ban") && serverOf(*ev.StateKey()) != s.serverName {
 			extra = []string{serverOf(*ev.StateKey())} // a kicked or banned user's server
 		}
 		s.OnLocalEvent(roomID, ev.JSON(), extra)

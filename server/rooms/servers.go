@@ -2,10 +2,51 @@ package rooms
 
 import (
 	"slices"
-	"strings"
+	"sync"
 
 	"hearth/store"
 )
+
+// serverCache remembers each room's joined servers for the current state
+// snapshot they were computed from: every local event and room EDU asks
+// where to go, and a room may have thousands of members.
+type serverCache struct {
+	mu    sync.Mutex
+	rooms map[uint64]cachedServers // by room NID
+}
+
+type cachedServers struct {
+	snap    uint64
+	servers []string
+}
+
+// joinedServers returns the servers with a joined member in room, sorted.
+func (s *Service) joinedServers(tx *store.Tx, room *store.Room) ([]string, error) {
+	s.servers.mu.Lock()
+	c, ok := s.servers.rooms[room.NID]
+	s.servers.mu.Unlock()
+	if ok && c.snap == room.CurrentSnap {
+		return c.servers, nil
+	}
+	joined, err := s.joinedMembers(tx, room)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, u := range joined {
+		if server := serverOf(u); !slices.Contains(out, server) {
+			out = append(out, server)
+		}
+	}
+	slices.Sort(out)
+	s.servers.mu.Lock()
+	if s.servers.rooms == nil || len(s.servers.rooms) > 4096 {
+		s.servers.rooms = map[uint64]cachedServers{}
+	}
+	s.servers.rooms[room.NID] = cachedServers{snap: room.CurrentSnap, servers: out}
+	s.servers.mu.Unlock()
+	return out, nil
+}
 
 // JoinedServers returns the servers with a joined member in a room,
 // sorted, ours included if we have one: where the room's events and EDUs
@@ -17,16 +58,10 @@ func (s *Service) JoinedServers(roomID string) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		joined, err := s.joinedMembers(tx, room)
-		for _, u := range joined {
-			if _, server, ok := strings.Cut(u, ":"); ok && !slices.Contains(out, server) {
-				out = append(out, server)
-			}
-		}
+		out, err = s.joinedServers(tx, room)
 		return err
 	})
-	slices.Sort(out)
-	return out, err
+	return slices.Clone(out), err
 }
 
 // RemoteServers returns JoinedServers without ours.
