@@ -204,3 +204,19 @@ func TestRemoteKnock(t *testing.T) {
 	bob.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/join", map[string]any{})
 	waitMembership(t, alice, roomID, bob.UserID, "join")
 }
+
+// createRoom's invite list may name users of other servers: they are
+// invited through their server like any other invite.
+func TestCreateRoomInvitesRemoteUsers(t *testing.T) {
+	srv := servertest.Federation(t, 2)
+	a, b := srv[0], srv[1]
+	alice := a.Register(t, "alice", "pw-alice")
+	bob := b.Register(t, "bob", "pw-bob")
+	roomID := alice.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "trusted_private_chat", "is_direct": true, "invite": []string{bob.UserID}}).Str("room_id")
+	servertest.Eventually(t, 5*time.Second, func() (bool, string) {
+		return section(syncRooms(bob), "invite", roomID) != nil, "bob has no invite to the new room"
+	})
+	bob.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/join", map[string]any{})
+	send(bob, roomID, "hello from the invitee")
+	waitBodies(t, alice, roomID, "hello from the invitee")
+}

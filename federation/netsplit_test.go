@@ -43,6 +43,10 @@ func TestNetsplitConverges(t *testing.T) {
 	plB := clone(pl)
 	plB["events_default"] = 10
 	setState(bob, roomID, "m.room.power_levels", plB)
+	// Both rename themselves: conflicting member events, which must not
+	// drop either user out of the room.
+	alice.Must(200, "PUT", "/_matrix/client/v3/profile/"+url.PathEscape(alice.UserID)+"/displayname", map[string]any{"displayname": "Alice split"})
+	bob.Must(200, "PUT", "/_matrix/client/v3/profile/"+url.PathEscape(bob.UserID)+"/displayname", map[string]any{"displayname": "Bob split"})
 	var sentA, sentB []string
 	for i := range 3 {
 		sentA = append(sentA, fmt.Sprintf("from A during the split %d", i))
@@ -60,6 +64,13 @@ func TestNetsplitConverges(t *testing.T) {
 	waitBodies(t, alice, roomID, "after B")
 	waitBodies(t, bob, roomID, "after A")
 	sameState(t, roomID, alice, bob)
+	for _, c := range []*servertest.Client{alice, bob} {
+		for _, u := range []string{alice.UserID, bob.UserID} {
+			if m := membership(c, roomID, u); m != "join" {
+				t.Errorf("%s sees %s as %q after the split", c.UserID, u, m)
+			}
+		}
+	}
 }
 
 func clone(m map[string]any) map[string]any {

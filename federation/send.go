@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"hearth/server/httpx"
 	"hearth/server/mxerr"
@@ -84,6 +85,34 @@ func (s *Service) send(r *httpx.Request) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = s.store.Update(func(tx *store.Tx) error { return tx.PutFederationTxn(origin, txnID, raw) })
+	err = s.store.Update(func(tx *store.Tx) error { return tx.PutFederationTxn(origin, txnID, time.Now().UnixMilli(), raw) })
 	return raw, err
+}
+
+// txnMemory is how long an inbound transaction's response is kept to
+// answer the peer's retries.
+const txnMemory = 24 * time.Hour
+
+// PruneTransactions forgets inbound transactions older than a day, every
+// hour until ctx ends.
+func (s *Service) PruneTransactions(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		var n int
+		err := s.store.Update(func(tx *store.Tx) (err error) {
+			n, err = tx.PruneFederationTxns(time.Now().Add(-txnMemory).UnixMilli())
+			return err
+		})
+		if err != nil {
+			s.cfg.Log.Warn("federation: pruning inbound transactions", "err", err)
+		} else if n > 0 {
+			s.cfg.Log.Debug("federation: pruned inbound transactions", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -102,6 +102,8 @@ type Server struct {
 	listeners   []net.Listener
 	tlsListener net.Listener // the HTTPS listener among listeners, if any
 	serveErr    chan error
+	// stopBackground ends the background work Start began.
+	stopBackground context.CancelFunc
 }
 
 // Open opens the data directory and prepares the server without listening.
@@ -328,6 +330,9 @@ func (s *Server) Start() error {
 		if err := s.sender.Start(); err != nil {
 			return err
 		}
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stopBackground = cancel
+		go s.federation.PruneTransactions(ctx)
 	}
 	if err := s.startTLS(); err != nil {
 		return err
@@ -369,6 +374,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.media.Close() // thumbnails being written, before the data goes away
 	if s.sender != nil {
 		s.sender.Close() // its queue stays on disk for the next start
+	}
+	if s.stopBackground != nil {
+		s.stopBackground()
 	}
 	return errors.Join(err, s.store.Close())
 }

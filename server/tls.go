@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"hearth/federation"
@@ -227,6 +229,18 @@ func (s *Server) sendEvent(roomID string, ev []byte, extra []string) {
 	for _, e := range extra {
 		if e != s.cfg.ServerName && !slices.Contains(servers, e) {
 			servers = append(servers, e)
+		}
+	}
+	// The sender's server built the event (a join, leave or knock it
+	// sent us through send_join, send_leave, send_knock) and has it; a
+	// copy over /send can reach it before it has processed our
+	// send_join answer, as an event of a room it does not know yet.
+	var head struct {
+		Sender string `json:"sender"`
+	}
+	if json.Unmarshal(ev, &head) == nil {
+		if _, origin, ok := strings.Cut(head.Sender, ":"); ok && origin != s.cfg.ServerName {
+			servers = slices.DeleteFunc(servers, func(n string) bool { return n == origin })
 		}
 	}
 	if len(servers) == 0 {

@@ -138,13 +138,34 @@ func fedTxnKey(origin, txnID string) []byte {
 // sent us, or ErrNotFound if it was never processed.
 func (tx *Tx) FederationTxn(origin, txnID string) ([]byte, error) {
 	v := tx.btx.Bucket(bucketFedTxns).Get(fedTxnKey(origin, txnID))
-	if v == nil {
+	if len(v) < 8 {
 		return nil, ErrNotFound
 	}
-	return slices.Clone(v), nil
+	return slices.Clone(v[8:]), nil
 }
 
-// PutFederationTxn records the response to a transaction origin sent us.
-func (tx *Tx) PutFederationTxn(origin, txnID string, response []byte) error {
-	return tx.btx.Bucket(bucketFedTxns).Put(fedTxnKey(origin, txnID), response)
+// PutFederationTxn records the response to a transaction origin sent us
+// at now (Unix milliseconds).
+func (tx *Tx) PutFederationTxn(origin, txnID string, now int64, response []byte) error {
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(response)), uint64(now))
+	return tx.btx.Bucket(bucketFedTxns).Put(fedTxnKey(origin, txnID), append(v, response...))
+}
+
+// PruneFederationTxns forgets the transactions recorded before (Unix
+// milliseconds): a peer retries a transaction for minutes, not days.
+func (tx *Tx) PruneFederationTxns(before int64) (int, error) {
+	b := tx.btx.Bucket(bucketFedTxns)
+	var old [][]byte
+	_ = b.ForEach(func(k, v []byte) error {
+		if len(v) < 8 || int64(binary.BigEndian.Uint64(v)) < before {
+			old = append(old, slices.Clone(k))
+		}
+		return nil
+	})
+	for _, k := range old {
+		if err := b.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(old), nil
 }

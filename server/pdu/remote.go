@@ -109,26 +109,26 @@ func Resolve(version string, stateSets [][]*Event, authEvents []*Event) ([]*Even
 }
 
 // resolveConflicts runs the library's state resolution for the room
-// version. The pinned library's algorithm 2.1 (room version 12) panics
-// ("missing resolved create event") whenever power events conflict, as it
-// orders them by their senders' power before it has the create event;
-// there, and only there, it falls back to algorithm 2 by the library's
-// older entry point, which applies the unconflicted state (the create
-// event among it) before it orders anything. Every Hearth does
-// the same, so Hearth servers converge; a v2.1 server may differ from us
-// in the edge cases where the two algorithms disagree.
+// version. For room version 12 it runs algorithm 2 by the library's older
+// entry point, which applies the unconflicted state (the create event
+// among it) before it orders anything: the pinned library's algorithm 2.1
+// panics ("missing resolved create event") whenever power events
+// conflict, and when they do not it starts its iterative auth checks from
+// an empty state without the create event, which v12 events no longer
+// cite, so every conflicted member event fails its check and drops out of
+// the state (two servers changing displaynames at once left our own user
+// out of the room). Every Hearth does the same, so Hearth servers
+// converge; a v2.1 server may differ from us in the edge cases where the
+// two algorithms disagree.
 func resolveConflicts(version string, sets [][]gmsl.PDU, auth []gmsl.PDU) (out []gmsl.PDU, err error) {
 	notRejected := func(string) bool { return false }
-	func() {
+	if !PrivilegedCreators(version) {
 		defer func() {
 			if p := recover(); p != nil {
-				err = fmt.Errorf("pdu: state resolution: %v", p)
+				out, err = nil, fmt.Errorf("pdu: state resolution: %v", p)
 			}
 		}()
-		out, err = gmsl.ResolveConflictsNew(gmsl.RoomVersion(version), sets, auth, userIDForSender, notRejected)
-	}()
-	if err == nil || !PrivilegedCreators(version) {
-		return out, err
+		return gmsl.ResolveConflictsNew(gmsl.RoomVersion(version), sets, auth, userIDForSender, notRejected)
 	}
 	// Algorithm 2 through the older entry point, which applies the
 	// unconflicted state before it orders anything.

@@ -177,8 +177,14 @@ func (s *Service) CreateRoom(req *CreateRequest) (string, error) {
 			return "", err
 		}
 	}
-	// 7. Invites.
+	// 7. Invites of our users; other servers' users are invited through
+	// their server (PUT /invite) once the room exists.
+	var remoteInvites []string
 	for _, invitee := range req.Invite {
+		if serverOf(invitee) != s.serverName {
+			remoteInvites = append(remoteInvites, invitee)
+			continue
+		}
 		content := map[string]any{"membership": "invite"}
 		if req.IsDirect {
 			content["is_direct"] = true
@@ -211,6 +217,12 @@ func (s *Service) CreateRoom(req *CreateRequest) (string, error) {
 		return "", err
 	}
 	s.appended(last, h.roomID)
+	for _, invitee := range remoteInvites {
+		c := &MemberChange{Sender: req.Creator, Target: invitee, Membership: "invite", IsDirect: req.IsDirect}
+		if _, err := s.ChangeMembership(h.roomID, c); err != nil {
+			s.log.Warn("createRoom: inviting a remote user", "room", h.roomID, "user", invitee, "err", err)
+		}
+	}
 	return h.roomID, nil
 }
 
