@@ -24,7 +24,7 @@ type StrippedEvent struct {
 	StateKey       string          `json:"state_key"`
 	Content        json.RawMessage `json:"content"`
 	Sender         string          `json:"sender"`
-	OriginServerTS int64           `json:"origin_server_ts"`
+	OriginServerTS int64           `json:"origin_server_ts,omitempty"`
 }
 
 // HierarchyPage is one page of /hierarchy.
