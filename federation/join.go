@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +28,7 @@ func (s *Service) membershipRoutes() []httpx.Route {
 		{Method: "GET", Path: "/v1/make_knock/{roomId}/{userId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.makeKnock)},
 		{Method: "PUT", Path: "/v1/send_knock/{roomId}/{eventId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.sendKnock)},
 		{Method: "PUT", Path: "/v2/invite/{roomId}/{eventId}", Auth: httpx.ServerAuth, Handler: httpx.JSON(s.invite)},
+		{Method: "PUT", Path: "/v1/invite/{roomId}/{eventId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.inviteV1)},
 	}
 }
 
@@ -128,6 +130,27 @@ func (s *Service) invite(r *httpx.Request, in *inviteReq) (*inviteResp, error) {
 		return nil, err
 	}
 	return &inviteResp{Event: ev}, nil
+}
+
+// inviteV1 is the deprecated PUT /_matrix/federation/v1/invite/{roomId}/{eventId},
+// for rooms of versions 1 and 2, whose servers predate v2: the body is
+// the event, the stripped state in its unsigned, and the answer is the
+// spec's [200, {"event": ...}].
+func (s *Service) inviteV1(r *httpx.Request) ([]any, error) {
+	var ev struct {
+		Unsigned struct {
+			InviteState []json.RawMessage `json:"invite_room_state"`
+		} `json:"unsigned"`
+	}
+	if err := httpx.DecodeJSON(r.Body(), &ev); err != nil {
+		return nil, err
+	}
+	body := slices.Clone(r.Body())
+	signed, err := s.rooms.ReceiveInvite(r.Context(), r.Origin, r.Param("roomId"), r.Param("eventId"), "1", body, ev.Unsigned.InviteState)
+	if err != nil {
+		return nil, err
+	}
+	return []any{200, inviteResp{Event: signed}}, nil
 }
 
 // Join joins userID to a room on one of servers: make_join, complete and
