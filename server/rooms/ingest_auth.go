@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"sync"
+	"time"
 
 	"hearth/server/pdu"
 	"hearth/store"
@@ -85,6 +87,7 @@ func (s *Service) authEventsOf(room *store.Room, ev *pdu.Event) (auth []*pdu.Eve
 // parseAll parses and verifies remote events, dropping (and logging) those
 // that fail.
 func (s *Service) parseAll(ctx context.Context, room *store.Room, raws []json.RawMessage) []*pdu.Event {
+	s.prefetchKeys(ctx, raws)
 	out := make([]*pdu.Event, 0, len(raws))
 	for _, raw := range raws {
 		ev, err := s.parseRemote(ctx, room.Version, raw)
@@ -199,4 +202,48 @@ func (s *Service) storeOutliers(ctx context.Context, room *store.Room, evs []*pd
 		return nil
 	})
 	return positions, err
+}
+
+// prefetchKeys fetches, a few servers at a time, the signing keys that
+// the signatures of raws name, so that verifying a large batch (a big
+// room's state) does not wait on each server in turn.
+func (s *Service) prefetchKeys(ctx context.Context, raws []json.RawMessage) {
+	if s.keys == nil || len(raws) < 2 {
+		return
+	}
+	type key struct{ server, id string }
+	seen := map[key]bool{}
+	var keys []key
+	for _, raw := range raws {
+		var ev struct {
+			Signatures map[string]map[string]json.RawMessage `json:"signatures"`
+		}
+		if json.Unmarshal(raw, &ev) != nil {
+			continue
+		}
+		for server, sigs := range ev.Signatures {
+			for id := range sigs {
+				if k := (key{server, id}); !seen[k] {
+					seen[k] = true
+					keys = append(keys, k)
+				}
+			}
+		}
+	}
+	if len(keys) < 2 {
+		return
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	now := time.Now().UnixMilli()
+	for _, k := range keys {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_, _ = s.keys(ctx, k.server, k.id, now) // cached for the checks that follow
+		}()
+	}
+	wg.Wait()
 }
