@@ -128,21 +128,16 @@ type Signer struct {
 // that the auth rules need. authState must include the create event, even
 // in room versions that leave it out of auth_events.
 func Build(p *Proto, authState []*Event, s Signer, now time.Time) (*Event, error) {
-	impl, err := version(p.Version)
+	impl, b, err := builder(p, authState)
 	if err != nil {
 		return nil, err
 	}
-	provider, err := authProvider(authState)
-	if err != nil {
-		return nil, err
+	var ev gmsl.PDU
+	if impl.EventFormat() == gmsl.EventFormatV2 {
+		ev, err = buildHashed(impl, b, now, s)
+	} else {
+		ev, err = b.Build(now, spec.ServerName(s.ServerName), gmsl.KeyID(s.KeyID), s.Key)
 	}
-	b := impl.NewEventBuilderFromProtoEvent(p.gmsl())
-	if p.Type != spec.MRoomCreate || p.StateKey == nil || *p.StateKey != "" {
-		if err := b.AddAuthEvents(provider); err != nil {
-			return nil, badContent(err)
-		}
-	}
-	ev, err := b.Build(now, spec.ServerName(s.ServerName), gmsl.KeyID(s.KeyID), s.Key)
 	var ve gmsl.EventValidationError
 	if errors.As(err, &ve) && ve.Code == gmsl.EventValidationTooLarge {
 		return nil, fmt.Errorf("%w: %s", ErrTooLarge, ve.Message)
@@ -151,6 +146,25 @@ func Build(p *Proto, authState []*Event, s Signer, now time.Time) (*Event, error
 		return nil, badContent(err)
 	}
 	return &Event{p: ev}, nil
+}
+
+// builder returns the library's builder for p with its auth events named.
+func builder(p *Proto, authState []*Event) (gmsl.IRoomVersion, *gmsl.EventBuilder, error) {
+	impl, err := version(p.Version)
+	if err != nil {
+		return nil, nil, err
+	}
+	provider, err := authProvider(authState)
+	if err != nil {
+		return nil, nil, err
+	}
+	b := impl.NewEventBuilderFromProtoEvent(p.gmsl())
+	if p.Type != spec.MRoomCreate || p.StateKey == nil || *p.StateKey != "" {
+		if err := b.AddAuthEvents(provider); err != nil {
+			return nil, nil, badContent(err)
+		}
+	}
+	return impl, b, nil
 }
 
 func authProvider(events []*Event) (*gmsl.AuthEvents, error) {
