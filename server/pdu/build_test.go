@@ -2,6 +2,7 @@ package pdu
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -95,5 +96,30 @@ func TestBuildMatchesLibrary(t *testing.T) {
 	}
 	if refused < 10 {
 		t.Fatalf("only %d refusals: the test no longer covers them", refused)
+	}
+}
+
+// BenchmarkBuildMessage builds and authorises one short message, the work
+// a send does between reading the room and writing the event.
+func BenchmarkBuildMessage(b *testing.B) {
+	s := Signer{ServerName: "hs.test", KeyID: "ed25519:a_test"}
+	_, s.Key, _ = ed25519.GenerateKey(nil)
+	t := &testing.T{}
+	state, last := chain(t, DefaultVersion, s)
+	var authState []*Event
+	for _, e := range state {
+		authState = append(authState, e)
+	}
+	p := &Proto{Version: DefaultVersion, RoomID: last.RoomID(), Sender: "@alice:hs.test", Type: "m.room.message",
+		Content: json.RawMessage(`{"msgtype":"m.text","body":"message 1 from client 1"}`), PrevEvents: []string{last.ID()}, Depth: last.Depth() + 1}
+	b.ReportAllocs()
+	for b.Loop() {
+		ev, err := Build(p, authState, s, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := Allowed(ev, authState); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
