@@ -114,10 +114,11 @@ func (tx *Tx) RoomByID(roomID string) (*Room, error) {
 
 // RoomByNID returns a room by its numeric ID, or ErrNotFound.
 func (tx *Tx) RoomByNID(nid uint64) (*Room, error) {
-	var r Room
-	if err := tx.getJSON(bucketRooms, u64(nid), &r); err != nil {
+	r, err := getMemo(tx, &tx.memos.rooms, bucketRooms, u64(nid))
+	if err != nil {
 		return nil, err
 	}
+	r.Extremities = slices.Clone(r.Extremities) // the memo's
 	return &r, nil
 }
 
