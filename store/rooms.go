@@ -18,7 +18,7 @@ type Room struct {
 	// events no other event follows yet, the prev_events of the next one.
 	Extremities []uint64 `json:"extremities"`
 	Depth       int64    `json:"depth"`     // the greatest depth in the room
-	CurrentSnap uint64   `json:"snap"`      // snapshot of the current state
+	CurrentSnap uint64   `json:"snap"`      // snapshot of the current state: a new one for every change of it
 	Published   bool     `json:"published"` // listed in the public room directory
 }
 

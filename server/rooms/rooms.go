@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,9 +29,10 @@ type Service struct {
 	log        *slog.Logger
 	now        func() time.Time
 
-	mu    sync.Mutex             // guards locks
-	locks map[string]*sync.Mutex // one writer per room
-	heads *headCache             // the parsed events the writers build on
+	mu      sync.Mutex             // guards locks
+	locks   map[string]*sync.Mutex // one writer per room
+	heads   *headCache             // the parsed events the writers build on
+	members memberMemo             // who is in a room, for waking syncs
 
 	// Unread counts unread notifications for sync; the push rules replace
 	// the default.
@@ -276,7 +278,9 @@ func (s *Service) appended(pos uint64, roomIDs ...string) {
 
 // MemberIDs returns everyone with a member event in a room's current
 // state (joined, invited, knocking, left or banned): the users a new event
-// there may concern.
+// there may concern. It runs after every event, so the list is kept per
+// room with the snapshot of the current state it was read at: current
+// state changes only with a new snapshot.
 func (s *Service) MemberIDs(roomID string) ([]string, error) {
 	var out []string
 	err := s.store.View(func(tx *store.Tx) error {
@@ -284,11 +288,53 @@ func (s *Service) MemberIDs(roomID string) ([]string, error) {
 		if err != nil {
 			return err
 		}
+		if out = s.members.get(room); out != nil {
+			return nil
+		}
 		members, err := tx.CurrentState(room.NID, "m.room.member")
 		for sk := range members {
 			out = append(out, sk.Key)
 		}
+		if err == nil {
+			s.members.put(room, out)
+		}
 		return err
 	})
 	return out, err
+}
+
+// memberMemo is the member list of recently active rooms, each valid only
+// at the snapshot it was read at.
+type memberMemo struct {
+	mu sync.Mutex // guards m
+	m  map[uint64]memberList
+}
+
+type memberList struct {
+	snap uint64
+	ids  []string // shared: never changed after put
+}
+
+// memberMemoRooms bounds the memo; a full memo starts again empty.
+const memberMemoRooms = 1024
+
+func (m *memberMemo) get(room *store.Room) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l, ok := m.m[room.NID]; ok && l.snap == room.CurrentSnap {
+		return slices.Clip(l.ids)
+	}
+	return nil
+}
+
+func (m *memberMemo) put(room *store.Room, ids []string) {
+	if ids == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil || len(m.m) >= memberMemoRooms {
+		m.m = map[uint64]memberList{}
+	}
+	m.m[room.NID] = memberList{snap: room.CurrentSnap, ids: slices.Clip(ids)}
 }
