@@ -41,13 +41,18 @@ func (m *memo[T]) decode(key, raw []byte) (T, error) {
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return v, err
 	}
+	m.remember(key, slices.Clone(raw), v) // raw is bbolt's, valid only in its transaction
+	return v, nil
+}
+
+// remember records that raw, which the memo now owns, decodes to v.
+func (m *memo[T]) remember(key, raw []byte, v T) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.m == nil || len(m.m) >= memoEntries {
 		m.m = make(map[string]memoEntry[T])
 	}
-	m.m[string(key)] = memoEntry[T]{raw: slices.Clone(raw), v: v} // raw is bbolt's, valid only in its transaction
-	m.mu.Unlock()
-	return v, nil
+	m.m[string(key)] = memoEntry[T]{raw: raw, v: v}
 }
 
 // getMemo reads the record at key of bucket through m; ErrNotFound when

@@ -113,3 +113,44 @@ func TestAccessByHashSeesEveryChange(t *testing.T) {
 	refused("t4b", "rolled-back token")
 	mustAccess("t4")
 }
+
+// A room record written by a transaction that rolls back is never read
+// back from the memo, though the write remembered it decoded.
+func TestRoomMemoIgnoresRolledBackWrites(t *testing.T) {
+	s := storetest.Open(t)
+	var nid uint64
+	if err := s.Update(func(tx *store.Tx) error {
+		r, err := tx.CreateRoom("!r:hs.test", "12")
+		nid = r.NID
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	err := s.Update(func(tx *store.Tx) error {
+		r, err := tx.RoomByNID(nid)
+		if err != nil {
+			return err
+		}
+		r.Depth, r.Extremities = 7, append(r.Extremities, 9)
+		if err := tx.PutRoom(r); err != nil {
+			return err
+		}
+		if r, err := tx.RoomByNID(nid); err != nil || r.Depth != 7 {
+			t.Errorf("inside the write: %+v %v", r, err)
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	if err := s.View(func(tx *store.Tx) error {
+		r, err := tx.RoomByNID(nid)
+		if err == nil && (r.Depth != 0 || len(r.Extremities) != 0) {
+			t.Errorf("rolled-back room read back: %+v", r)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

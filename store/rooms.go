@@ -100,7 +100,19 @@ func (tx *Tx) CreateRoom(roomID, version string) (*Room, error) {
 
 // PutRoom stores a room record.
 func (tx *Tx) PutRoom(r *Room) error {
-	return tx.putJSON(bucketRooms, u64(r.NID), r)
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("store: encode room %d: %w", r.NID, err)
+	}
+	key := u64(r.NID)
+	if err := tx.btx.Bucket(bucketRooms).Put(key, raw); err != nil {
+		return err
+	}
+	// Every event rewrites its room: the next read finds it decoded.
+	v := *r
+	v.Extremities = slices.Clone(r.Extremities)
+	tx.memos.rooms.remember(key, raw, v)
+	return nil
 }
 
 // RoomByID returns a room, or ErrNotFound.
@@ -140,6 +152,20 @@ func (tx *Tx) Event(pos uint64) (*StoredEvent, error) {
 		return nil, ErrNotFound
 	}
 	return decodeEvent(pos, b)
+}
+
+// EventJSON returns the flags and the JSON of the event at a position, or
+// ErrNotFound, without copying: js is valid only until the transaction
+// ends and must not be changed.
+func (tx *Tx) EventJSON(pos uint64) (flags uint8, js []byte, err error) {
+	b := tx.btx.Bucket(bucketEvents).Get(u64(pos))
+	if b == nil {
+		return 0, nil, ErrNotFound
+	}
+	if len(b) < eventHeader {
+		return 0, nil, fmt.Errorf("store: event %d: short record", pos)
+	}
+	return b[16], b[eventHeader:], nil
 }
 
 // EventPos returns the position of an event ID, or ErrNotFound.
