@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"time"
 
 	gmsl "github.com/matrix-org/gomatrixserverlib"
@@ -55,12 +54,10 @@ func buildHashed(impl gmsl.IRoomVersion, b *gmsl.EventBuilder, now time.Time, s 
 		return nil, err
 	}
 	contentHash := sha256.Sum256(hashable)
-	fields := map[string]json.RawMessage{}
-	if err := json.Unmarshal(hashable, &fields); err != nil {
+	withHashes, err := insertKey(hashable, "origin", `"hashes":{"sha256":"`+base64.RawStdEncoding.EncodeToString(contentHash[:])+`"}`)
+	if err != nil {
 		return nil, err
 	}
-	fields["hashes"] = json.RawMessage(`{"sha256":"` + base64.RawStdEncoding.EncodeToString(contentHash[:]) + `"}`)
-	withHashes := canonicalObject(fields)
 
 	// The signature and the event ID both cover the redacted event
 	// without signatures and unsigned: the same bytes.
@@ -84,10 +81,17 @@ func buildHashed(impl gmsl.IRoomVersion, b *gmsl.EventBuilder, now time.Time, s 
 	if err != nil {
 		return nil, err
 	}
-	if fields["signatures"], err = gmsl.CanonicalJSON(sigs); err != nil {
+	if sigs, err = gmsl.CanonicalJSON(sigs); err != nil {
 		return nil, err
 	}
-	final := canonicalObject(fields)
+	next := "type"
+	if b.StateKey != nil {
+		next = "state_key"
+	}
+	final, err := insertKey(withHashes, next, `"signatures":`+string(sigs))
+	if err != nil {
+		return nil, err
+	}
 	res, err := impl.NewEventFromTrustedJSONWithEventID(eventID, final, false)
 	if err != nil {
 		return nil, err
@@ -95,29 +99,22 @@ func buildHashed(impl gmsl.IRoomVersion, b *gmsl.EventBuilder, now time.Time, s 
 	return res, gmsl.CheckFields(res)
 }
 
-// canonicalObject writes an object whose values are canonical JSON with
-// its keys sorted, which makes it canonical JSON too. The keys are the
-// library's field names, which need no escaping.
-func canonicalObject(fields map[string]json.RawMessage) []byte {
-	keys := make([]string, 0, len(fields))
-	n := 2
-	for k, v := range fields {
-		keys = append(keys, k)
-		n += len(k) + len(v) + 4
+// insertKey inserts member ("key":value, canonical) into obj, a canonical
+// event of a hashed-ID room version, just before its top-level key next,
+// which must be present and be the first key sorting after member's.
+//
+// In canonical JSON the bytes "name": can only be an object key (a quote
+// inside a string is escaped), and the top-level keys that sort after
+// "origin", "state_key" or "type" hold numbers, strings and arrays of
+// strings, never objects: so the last "next": in obj is the top-level one.
+func insertKey(obj []byte, next, member string) ([]byte, error) {
+	i := bytes.LastIndex(obj, []byte(`"`+next+`":`))
+	if i <= 0 || obj[i-1] != ',' {
+		return nil, fmt.Errorf("pdu: no top-level %q to insert before", next)
 	}
-	slices.Sort(keys)
-	var buf bytes.Buffer
-	buf.Grow(n)
-	buf.WriteByte('{')
-	for i, k := range keys {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		buf.WriteByte('"')
-		buf.WriteString(k)
-		buf.WriteString(`":`)
-		buf.Write(fields[k])
-	}
-	buf.WriteByte('}')
-	return buf.Bytes()
+	out := make([]byte, 0, len(obj)+len(member)+1)
+	out = append(out, obj[:i]...)
+	out = append(out, member...)
+	out = append(out, ',')
+	return append(out, obj[i:]...), nil
 }

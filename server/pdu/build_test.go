@@ -29,6 +29,7 @@ func TestBuildMatchesLibrary(t *testing.T) {
 		`{"huge":9007199254740992}`,
 		`{"body":"` + strings.Repeat("y", 70000) + `"}`,
 		`{}`,
+		`{"origin":"evil.test","type":"x","state_key":"y","hashes":{"sha256":"x"},"signatures":{"a":{"b":"c"}},"unsigned":{"age":1},"z":{"origin":{"type":{"state_key":1}}}}`,
 	}
 	refused := 0
 	for _, v := range SupportedVersions() {
@@ -46,6 +47,8 @@ func TestBuildMatchesLibrary(t *testing.T) {
 		protos := []*Proto{
 			{Type: "m.room.member", StateKey: str(alice), Content: json.RawMessage(`{"membership":"join","displayname":"Ålice <3"}`)},
 			{Type: "m.room.topic", StateKey: str(""), Content: json.RawMessage(`{"topic":"t"}`)},
+			{Type: "m.custom", StateKey: str(`k"origin":`), Content: json.RawMessage(`{"origin":{"state_key":"type"},"type":{"origin":1}}`)},
+			{Type: `t"state_key":"type":`, Content: json.RawMessage(`{"state_key":{"signatures":1}}`)},
 			{Type: "m.room.redaction", Redacts: last.ID(), Content: json.RawMessage(`{"redacts":"` + last.ID() + `","reason":"r"}`)},
 			{Type: "m.room.create", StateKey: str(""), Content: json.RawMessage(`{"room_version":"` + v + `","creator":"` + alice + `"}`)},
 		}
