@@ -64,7 +64,11 @@ func TestBuildMatchesLibrary(t *testing.T) {
 			if p.Type == "m.room.create" {
 				auth, p.PrevEvents, p.Depth = nil, nil, 1
 			}
-			_, b1, err := builder(p, auth)
+			provider, err := authProvider(auth)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, b1, err := builder(p, provider)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -117,11 +121,7 @@ func BenchmarkBuildMessage(b *testing.B) {
 		Content: json.RawMessage(`{"msgtype":"m.text","body":"message 1 from client 1"}`), PrevEvents: []string{last.ID()}, Depth: last.Depth() + 1}
 	b.ReportAllocs()
 	for b.Loop() {
-		ev, err := Build(p, authState, s, time.Now())
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := Allowed(ev, authState); err != nil {
+		if _, err := BuildAllowed(p, authState, s, time.Now()); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -128,7 +128,29 @@ type Signer struct {
 // that the auth rules need. authState must include the create event, even
 // in room versions that leave it out of auth_events.
 func Build(p *Proto, authState []*Event, s Signer, now time.Time) (*Event, error) {
-	impl, b, err := builder(p, authState)
+	provider, err := authProvider(authState)
+	if err != nil {
+		return nil, err
+	}
+	return build(p, provider, s, now)
+}
+
+// BuildAllowed is Build, then Allowed against the same authState, which
+// it reads once for both. A refusal by the auth rules wraps ErrNotAllowed.
+func BuildAllowed(p *Proto, authState []*Event, s Signer, now time.Time) (*Event, error) {
+	provider, err := authProvider(authState)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := build(p, provider, s, now)
+	if err != nil {
+		return nil, err
+	}
+	return ev, allowed(ev, provider)
+}
+
+func build(p *Proto, provider *gmsl.AuthEvents, s Signer, now time.Time) (*Event, error) {
+	impl, b, err := builder(p, provider)
 	if err != nil {
 		return nil, err
 	}
@@ -149,12 +171,8 @@ func Build(p *Proto, authState []*Event, s Signer, now time.Time) (*Event, error
 }
 
 // builder returns the library's builder for p with its auth events named.
-func builder(p *Proto, authState []*Event) (gmsl.IRoomVersion, *gmsl.EventBuilder, error) {
+func builder(p *Proto, provider *gmsl.AuthEvents) (gmsl.IRoomVersion, *gmsl.EventBuilder, error) {
 	impl, err := version(p.Version)
-	if err != nil {
-		return nil, nil, err
-	}
-	provider, err := authProvider(authState)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -192,6 +210,10 @@ func Allowed(ev *Event, authState []*Event) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNotAllowed, err)
 	}
+	return allowed(ev, provider)
+}
+
+func allowed(ev *Event, provider *gmsl.AuthEvents) error {
 	if err := gmsl.Allowed(ev.p, provider, userIDForSender); err != nil {
 		var na *gmsl.NotAllowed
 		if errors.As(err, &na) {

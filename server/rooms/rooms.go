@@ -101,21 +101,23 @@ func (s *Service) build(h *head, d *Draft) (*pdu.Event, error) {
 			authState = append(authState, ev)
 		}
 	}
-	ev, err := pdu.Build(p, authState, s.signer, s.now())
+	// The library refuses events over MaxEventSize before the auth rules
+	// are asked, so a refusal is about the event, not its sender.
+	ev, err := pdu.BuildAllowed(p, authState, s.signer, s.now())
 	if errors.Is(err, pdu.ErrTooLarge) {
 		return nil, mxerr.TooLarge("Event is larger than %d bytes", MaxEventSize)
 	}
 	if pdu.IsBadContent(err) {
 		return nil, mxerr.BadJSON("Invalid event: %v", err)
 	}
+	if errors.Is(err, pdu.ErrNotAllowed) {
+		return nil, mxerr.Forbidden("%s", err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if len(ev.JSON()) > MaxEventSize {
 		return nil, mxerr.TooLarge("Event is larger than %d bytes", MaxEventSize)
-	}
-	if err := pdu.Allowed(ev, authState); err != nil {
-		return nil, mxerr.Forbidden("%s", err)
 	}
 	if h.roomID == "" {
 		h.roomID = ev.RoomID()
