@@ -66,7 +66,7 @@ func (s *Store) commitBatch(batch []*commitReq) {
 	for len(batch) > 0 {
 		failed, ferr := -1, error(nil)
 		err := s.db.Update(func(btx *bolt.Tx) error {
-			tx := &Tx{btx: btx}
+			tx := &Tx{btx: btx, memos: &s.memos}
 			for _, name := range appendOnly {
 				btx.Bucket(name).FillPercent = 1.0 // the handle lasts the transaction
 			}

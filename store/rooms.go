@@ -18,7 +18,7 @@ type Room struct {
 	// events no other event follows yet, the prev_events of the next one.
 	Extremities []uint64 `json:"extremities"`
 	Depth       int64    `json:"depth"`     // the greatest depth in the room
-	CurrentSnap uint64   `json:"snap"`      // snapshot of the current state
+	CurrentSnap uint64   `json:"snap"`      // snapshot of the current state: a new one for every change of it
 	Published   bool     `json:"published"` // listed in the public room directory
 }
 
@@ -111,7 +111,19 @@ func (tx *Tx) CreateRoom(roomID, version string) (*Room, error) {
 
 // PutRoom stores a room record.
 func (tx *Tx) PutRoom(r *Room) error {
-	return tx.putJSON(bucketRooms, u64(r.NID), r)
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("store: encode room %d: %w", r.NID, err)
+	}
+	key := u64(r.NID)
+	if err := tx.btx.Bucket(bucketRooms).Put(key, raw); err != nil {
+		return err
+	}
+	// Every event rewrites its room: the next read finds it decoded.
+	v := *r
+	v.Extremities = slices.Clone(r.Extremities)
+	tx.memos.rooms.remember(key, raw, v)
+	return nil
 }
 
 // RoomByID returns a room, or ErrNotFound.
@@ -125,10 +137,11 @@ func (tx *Tx) RoomByID(roomID string) (*Room, error) {
 
 // RoomByNID returns a room by its numeric ID, or ErrNotFound.
 func (tx *Tx) RoomByNID(nid uint64) (*Room, error) {
-	var r Room
-	if err := tx.getJSON(bucketRooms, u64(nid), &r); err != nil {
+	r, err := getMemo(tx, &tx.memos.rooms, bucketRooms, u64(nid))
+	if err != nil {
 		return nil, err
 	}
+	r.Extremities = slices.Clone(r.Extremities) // the memo's
 	return &r, nil
 }
 
@@ -150,6 +163,20 @@ func (tx *Tx) Event(pos uint64) (*StoredEvent, error) {
 		return nil, ErrNotFound
 	}
 	return decodeEvent(pos, b)
+}
+
+// EventJSON returns the flags and the JSON of the event at a position, or
+// ErrNotFound, without copying: js is valid only until the transaction
+// ends and must not be changed.
+func (tx *Tx) EventJSON(pos uint64) (flags uint8, js []byte, err error) {
+	b := tx.btx.Bucket(bucketEvents).Get(u64(pos))
+	if b == nil {
+		return 0, nil, ErrNotFound
+	}
+	if len(b) < eventHeader {
+		return 0, nil, fmt.Errorf("store: event %d: short record", pos)
+	}
+	return b[16], b[eventHeader:], nil
 }
 
 // EventPos returns the position of an event ID, or ErrNotFound.

@@ -27,6 +27,7 @@ type Store struct {
 	commits chan *commitReq // unbuffered: a send succeeds only while commitLoop runs
 	quit    chan struct{}   // closed by Close to stop commitLoop
 	stopped chan struct{}   // closed when commitLoop has returned
+	memos   memos           // decoded records by their stored bytes
 }
 
 // Open opens (creating if needed) the database in dir and brings its schema
@@ -76,7 +77,7 @@ func (s *Store) Close() error {
 
 // View runs fn in a read-only transaction. The Tx must not escape fn.
 func (s *Store) View(fn func(tx *Tx) error) error {
-	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{btx: btx}) })
+	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{btx: btx, memos: &s.memos}) })
 }
 
 // migrations[i] brings a database at schema version i to version i+1.

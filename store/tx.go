@@ -10,7 +10,8 @@ import (
 // Tx is a store transaction. It exists only inside View or Update and must
 // not escape the function it was given to.
 type Tx struct {
-	btx *bolt.Tx
+	btx   *bolt.Tx
+	memos *memos // the store's
 }
 
 func (tx *Tx) getJSON(bucket, key []byte, v any) error {

@@ -286,3 +286,37 @@ func (tx *Tx) DeleteAllDevices(localpart, keep string) error {
 	}
 	return nil
 }
+
+// Access is what an access token grants, as authentication needs it.
+type Access struct {
+	Localpart, DeviceID string
+	ExpiresTS           int64 // 0: never
+	Admin               bool
+	LastSeenTS          int64
+	LastSeenIP          string
+	// PrevRefresh: the device still holds the refresh token its current
+	// pair was made from (see RotateDeviceTokens).
+	PrevRefresh bool
+}
+
+// AccessByHash resolves the hash of an access token to its session, its
+// user and its device, or ErrNotFound. It runs on every authenticated
+// request, so the records are decoded through the store's memos.
+func (tx *Tx) AccessByHash(hash []byte) (*Access, error) {
+	s, err := getMemo(tx, &tx.memos.sessions, bucketAccess, hash)
+	if err != nil {
+		return nil, err
+	}
+	u, err := getMemo(tx, &tx.memos.users, bucketUsers, []byte(s.Localpart))
+	if err != nil {
+		return nil, err
+	}
+	d, err := getMemo(tx, &tx.memos.devices, bucketDevices, deviceKey(s.Localpart, s.DeviceID))
+	if err != nil {
+		return nil, err
+	}
+	return &Access{
+		Localpart: s.Localpart, DeviceID: s.DeviceID, ExpiresTS: s.ExpiresTS, Admin: u.Admin,
+		LastSeenTS: d.LastSeenTS, LastSeenIP: d.LastSeenIP, PrevRefresh: d.PrevRefreshHash != nil,
+	}, nil
+}

@@ -360,28 +360,20 @@ func (s *Service) Authenticate(token, ip string, allowExpired bool) (*Caller, er
 	var stale, hasPrev bool
 	now := s.nowMS()
 	err := s.store.View(func(tx *store.Tx) error {
-		sess, err := tx.SessionByAccess(hashToken(token))
+		a, err := tx.AccessByHash(hashToken(token))
 		if errors.Is(err, store.ErrNotFound) {
 			return mxerr.UnknownToken(false)
 		}
 		if err != nil {
 			return err
 		}
-		expired := sess.ExpiresTS != 0 && now >= sess.ExpiresTS
+		expired := a.ExpiresTS != 0 && now >= a.ExpiresTS
 		if expired && !allowExpired {
 			return mxerr.UnknownToken(true)
 		}
-		u, err := tx.User(sess.Localpart)
-		if err != nil {
-			return err
-		}
-		d, err := tx.Device(sess.Localpart, sess.DeviceID)
-		if err != nil {
-			return err
-		}
-		stale = now-d.LastSeenTS > lastSeenEvery.Milliseconds() || d.LastSeenIP != ip
-		hasPrev = d.PrevRefreshHash != nil
-		c = &Caller{Localpart: sess.Localpart, DeviceID: sess.DeviceID, Admin: u.Admin, Expired: expired}
+		stale = now-a.LastSeenTS > lastSeenEvery.Milliseconds() || a.LastSeenIP != ip
+		hasPrev = a.PrevRefresh
+		c = &Caller{Localpart: a.Localpart, DeviceID: a.DeviceID, Admin: a.Admin, Expired: expired}
 		return nil
 	})
 	if err != nil {

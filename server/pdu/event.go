@@ -128,21 +128,38 @@ type Signer struct {
 // that the auth rules need. authState must include the create event, even
 // in room versions that leave it out of auth_events.
 func Build(p *Proto, authState []*Event, s Signer, now time.Time) (*Event, error) {
-	impl, err := version(p.Version)
-	if err != nil {
-		return nil, err
-	}
 	provider, err := authProvider(authState)
 	if err != nil {
 		return nil, err
 	}
-	b := impl.NewEventBuilderFromProtoEvent(p.gmsl())
-	if p.Type != spec.MRoomCreate || p.StateKey == nil || *p.StateKey != "" {
-		if err := b.AddAuthEvents(provider); err != nil {
-			return nil, badContent(err)
-		}
+	return build(p, provider, s, now)
+}
+
+// BuildAllowed is Build, then Allowed against the same authState, which
+// it reads once for both. A refusal by the auth rules wraps ErrNotAllowed.
+func BuildAllowed(p *Proto, authState []*Event, s Signer, now time.Time) (*Event, error) {
+	provider, err := authProvider(authState)
+	if err != nil {
+		return nil, err
 	}
-	ev, err := b.Build(now, spec.ServerName(s.ServerName), gmsl.KeyID(s.KeyID), s.Key)
+	ev, err := build(p, provider, s, now)
+	if err != nil {
+		return nil, err
+	}
+	return ev, allowed(ev, provider)
+}
+
+func build(p *Proto, provider *gmsl.AuthEvents, s Signer, now time.Time) (*Event, error) {
+	impl, b, err := builder(p, provider)
+	if err != nil {
+		return nil, err
+	}
+	var ev gmsl.PDU
+	if impl.EventFormat() == gmsl.EventFormatV2 {
+		ev, err = buildHashed(impl, b, now, s)
+	} else {
+		ev, err = b.Build(now, spec.ServerName(s.ServerName), gmsl.KeyID(s.KeyID), s.Key)
+	}
 	var ve gmsl.EventValidationError
 	if errors.As(err, &ve) && ve.Code == gmsl.EventValidationTooLarge {
 		return nil, fmt.Errorf("%w: %s", ErrTooLarge, ve.Message)
@@ -151,6 +168,21 @@ func Build(p *Proto, authState []*Event, s Signer, now time.Time) (*Event, error
 		return nil, badContent(err)
 	}
 	return &Event{p: ev}, nil
+}
+
+// builder returns the library's builder for p with its auth events named.
+func builder(p *Proto, provider *gmsl.AuthEvents) (gmsl.IRoomVersion, *gmsl.EventBuilder, error) {
+	impl, err := version(p.Version)
+	if err != nil {
+		return nil, nil, err
+	}
+	b := impl.NewEventBuilderFromProtoEvent(p.gmsl())
+	if p.Type != spec.MRoomCreate || p.StateKey == nil || *p.StateKey != "" {
+		if err := b.AddAuthEvents(provider); err != nil {
+			return nil, nil, badContent(err)
+		}
+	}
+	return impl, b, nil
 }
 
 func authProvider(events []*Event) (*gmsl.AuthEvents, error) {
@@ -178,6 +210,10 @@ func Allowed(ev *Event, authState []*Event) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNotAllowed, err)
 	}
+	return allowed(ev, provider)
+}
+
+func allowed(ev *Event, provider *gmsl.AuthEvents) error {
 	if err := gmsl.Allowed(ev.p, provider, userIDForSender); err != nil {
 		var na *gmsl.NotAllowed
 		if errors.As(err, &na) {

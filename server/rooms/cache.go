@@ -3,6 +3,7 @@ package rooms
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sync"
 
 	"hearth/server/pdu"
@@ -52,7 +53,7 @@ func newHeadCache() *headCache {
 // event returns the parsed event at pos, from the cache when the stored
 // record is unchanged, else parsed from tx and cached.
 func (c *headCache) event(tx *store.Tx, version string, pos uint64) (*pdu.Event, error) {
-	rec, err := tx.Event(pos)
+	flags, raw, err := tx.EventJSON(pos)
 	if err != nil {
 		return nil, fmt.Errorf("event at %d: %w", pos, err)
 	}
@@ -62,15 +63,16 @@ func (c *headCache) event(tx *store.Tx, version string, pos uint64) (*pdu.Event,
 		e = c.old[pos]
 	}
 	c.mu.Unlock()
-	if e != nil && e.version == version && e.flags == rec.Flags && bytes.Equal(e.json, rec.JSON) {
+	if e != nil && e.version == version && e.flags == flags && bytes.Equal(e.json, raw) {
 		c.put(pos, e)
 		return e.ev, nil
 	}
-	ev, err := pdu.Parse(version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+	js := slices.Clone(raw) // raw is bbolt's, valid only in tx
+	ev, err := pdu.Parse(version, js, flags&store.FlagRedacted != 0)
 	if err != nil {
 		return nil, err
 	}
-	c.add(pos, version, rec.Flags, rec.JSON, ev)
+	c.add(pos, version, flags, js, ev)
 	return ev, nil
 }
 

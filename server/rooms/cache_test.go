@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 
 	"hearth/server/pdu"
@@ -73,4 +74,48 @@ func TestHeadCacheFollowsRewrites(t *testing.T) {
 	if !got.Redacted() || string(got.Content()) != "{}" || got.ID() != id {
 		t.Fatalf("after the rewrite the cache served %s redacted=%v %s", got.ID(), got.Redacted(), got.Content())
 	}
+}
+
+// The member list kept for waking syncs follows every membership change
+// at once, messages in between notwithstanding.
+func TestMemberIDsFollowMembership(t *testing.T) {
+	st := storetest.Open(t)
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(st, pdu.Signer{ServerName: "localhost", KeyID: "ed25519:t", Key: key}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	roomID, err := s.CreateRoom(&CreateRequest{Creator: "@alice:localhost", Preset: PresetPublic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := func(ids ...string) {
+		t.Helper()
+		got, err := s.MemberIDs(roomID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, ids) {
+			t.Fatalf("members %v, want %v", got, ids)
+		}
+	}
+	send := func() {
+		t.Helper()
+		if _, err := s.Send(roomID, &Draft{Sender: "@alice:localhost", Type: "m.room.message", Content: json.RawMessage(`{"msgtype":"m.text","body":"hi"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want("@alice:localhost")
+	send()
+	want("@alice:localhost")
+	if _, err := s.Join(roomID, &MemberChange{Target: "@bob:localhost", Sender: "@bob:localhost"}); err != nil {
+		t.Fatal(err)
+	}
+	want("@alice:localhost", "@bob:localhost")
+	send()
+	if _, err := s.ChangeMembership(roomID, &MemberChange{Target: "@carol:localhost", Sender: "@alice:localhost", Membership: "invite"}); err != nil {
+		t.Fatal(err)
+	}
+	want("@alice:localhost", "@bob:localhost", "@carol:localhost")
 }
