@@ -23,6 +23,8 @@ func (s *Service) membershipRoutes() []httpx.Route {
 	return []httpx.Route{
 		{Method: "GET", Path: "/v1/make_join/{roomId}/{userId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.makeJoin)},
 		{Method: "PUT", Path: "/v2/send_join/{roomId}/{eventId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.sendJoin)},
+		{Method: "PUT", Path: "/v1/send_join/{roomId}/{eventId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.sendJoinV1)},
+		{Method: "PUT", Path: "/v1/send_leave/{roomId}/{eventId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.sendLeaveV1)},
 		{Method: "GET", Path: "/v1/make_leave/{roomId}/{userId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.makeLeave)},
 		{Method: "PUT", Path: "/v2/send_leave/{roomId}/{eventId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.sendLeave)},
 		{Method: "GET", Path: "/v1/make_knock/{roomId}/{userId}", Auth: httpx.ServerAuth, Handler: httpx.NoBody(s.makeKnock)},
@@ -90,6 +92,24 @@ func (s *Service) sendJoin(r *httpx.Request) (*sendJoinResp, error) {
 		resp.Event = ev.JSON() // countersigned for a restricted join
 	}
 	return resp, nil
+}
+
+// sendJoinV1 is the deprecated PUT /_matrix/federation/v1/send_join:
+// the v2 answer wrapped as the spec's [200, {...}].
+func (s *Service) sendJoinV1(r *httpx.Request) ([]any, error) {
+	resp, err := s.sendJoin(r)
+	if err != nil {
+		return nil, err
+	}
+	return []any{200, resp}, nil
+}
+
+// sendLeaveV1 is the deprecated PUT /_matrix/federation/v1/send_leave.
+func (s *Service) sendLeaveV1(r *httpx.Request) ([]any, error) {
+	if _, err := s.sendLeave(r); err != nil {
+		return nil, err
+	}
+	return []any{200, struct{}{}}, nil
 }
 
 // sendLeave is PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}.

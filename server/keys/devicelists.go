@@ -63,7 +63,7 @@ func (s *Service) DeviceLists(userID string, since, upto uint64) (*DeviceLists, 
 				switch {
 				case m.Membership == "join" && sharing:
 					shared[u] = true
-					if u != userID && (mineChanged || theirsChanged) {
+					if mineChanged || theirsChanged {
 						changed[u] = true // newly sharing this room
 					}
 				case m.Membership == "join" && theirsChanged:

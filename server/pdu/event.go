@@ -293,7 +293,11 @@ func ParseUntrusted(roomVersion string, js []byte) (*Event, error) {
 		return nil, err
 	}
 	ev, err := impl.NewEventFromUntrustedJSON(js)
-	if err != nil {
+	// An event the library flags as over its stricter limits yet
+	// persistable (a state key over 255 bytes in an older room) is kept,
+	// as the room versions' own rules allow it.
+	var verr gmsl.EventValidationError
+	if err != nil && !(errors.As(err, &verr) && verr.Persistable && ev != nil) {
 		return nil, fmt.Errorf("pdu: untrusted event: %w", err)
 	}
 	return &Event{p: ev}, nil

@@ -138,7 +138,9 @@ func (s *Service) localInviter(tx *store.Tx, room *store.Room) (string, error) {
 		}
 	}
 	if len(candidates) == 0 {
-		return "", mxerr.Forbidden("No member of this server can authorise your join")
+		// The spec's code for "ask another server": the joining server
+		// then tries the next resident one.
+		return "", &mxerr.Error{Status: 400, Code: "M_UNABLE_TO_AUTHORISE_JOIN", Message: "No member of this server can authorise your join"}
 	}
 	slices.Sort(candidates) // deterministic
 	return candidates[0], nil

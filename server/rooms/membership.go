@@ -257,7 +257,14 @@ func (s *Service) currentMemberContent(userID, roomID string) (map[string]any, e
 		if err != nil {
 			return err
 		}
-		return json.Unmarshal(ev.Content(), &content)
+		if err := json.Unmarshal(ev.Content(), &content); err != nil {
+			return err
+		}
+		// The authoriser of a restricted join authorised that join only;
+		// a profile change is no join into the room, and other servers
+		// would find no signature of its server on it.
+		delete(content, "join_authorised_via_users_server")
+		return nil
 	})
 	return content, err
 }

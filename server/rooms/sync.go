@@ -236,7 +236,7 @@ func (s *Service) syncJoined(tx *store.Tx, req *SyncRequest, room *store.Room, j
 	if err != nil {
 		return nil, err
 	}
-	jr := &JoinedRoom{Timeline: *tl}
+	jr := &JoinedRoom{Timeline: *tl, Ephemeral: &RawEvents{Events: []RawEvent{}}}
 	if jr.State.Events, err = s.syncState(tx, v, req, room, since, first, tl); err != nil {
 		return nil, err
 	}
