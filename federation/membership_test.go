@@ -3,10 +3,12 @@ package federation_test
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
 	"hearth/server/servertest"
+	"hearth/store"
 )
 
 // syncRooms returns the rooms section of a full /sync.
@@ -170,8 +172,14 @@ func TestServerACL(t *testing.T) {
 	alice.Must(200, "PUT", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/state/m.room.server_acl/",
 		map[string]any{"allow": []string{"*"}, "deny": []string{"localhost"}, "allow_ip_literals": false})
 	send(bob, roomID, "denied")
+	// Wait until B has delivered it (A answered its transaction), so
+	// that its absence on A is a refusal, not a delay.
+	servertest.Eventually(t, 10*time.Second, func() (bool, string) {
+		var queued []string
+		_ = b.Store().View(func(tx *store.Tx) error { queued = tx.FederationDestinations(); return nil })
+		return !slices.Contains(queued, a.ServerName()), fmt.Sprintf("B still has queued for %v", queued)
+	})
 	send(alice, roomID, "alice goes on")
-	time.Sleep(500 * time.Millisecond)
 	for _, body := range timelineBodies(alice, roomID) {
 		if body == "denied" {
 			t.Fatalf("an event from a denied server reached A")

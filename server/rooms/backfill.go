@@ -159,16 +159,5 @@ func (s *Service) historyState(ctx context.Context, server string, room *store.R
 	if err != nil {
 		return nil, err
 	}
-	state := s.parseAll(ctx, room, stateJS)
-	positions, err := s.storeOutliers(ctx, room, append(s.parseAll(ctx, room, chainJS), state...))
-	if err != nil {
-		return nil, err
-	}
-	out := map[store.StateKey]uint64{}
-	for _, e := range state {
-		if pos, ok := positions[e.ID()]; ok && e.IsState() {
-			out[store.StateKey{Type: e.Type(), Key: *e.StateKey()}] = pos
-		}
-	}
-	return out, nil
+	return s.importState(ctx, room, stateJS, chainJS)
 }

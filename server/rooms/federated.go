@@ -213,16 +213,9 @@ func (s *Service) ImportJoin(ctx context.Context, origin, roomID, version string
 	if room.Version != version {
 		return fmt.Errorf("rooms: room %s is version %s here, %s there", roomID, room.Version, version)
 	}
-	stateEvs := s.parseAll(ctx, room, stateJS)
-	positions, err := s.storeOutliers(ctx, room, append(s.parseAll(ctx, room, chainJS), stateEvs...))
+	state, err := s.importState(ctx, room, stateJS, chainJS)
 	if err != nil {
 		return err
-	}
-	state := map[store.StateKey]uint64{}
-	for _, e := range stateEvs {
-		if pos, ok := positions[e.ID()]; ok && e.IsState() {
-			state[store.StateKey{Type: e.Type(), Key: *e.StateKey()}] = pos
-		}
 	}
 	if _, ok := state[store.StateKey{Type: "m.room.create"}]; !ok {
 		return fmt.Errorf("rooms: the state of %s from %s has no create event", roomID, origin)
@@ -317,47 +310,8 @@ func (s *Service) ReceiveInvite(ctx context.Context, origin, roomID, eventID, ve
 	if err := pdu.VerifySignatures(ctx, signed, s.keys); err != nil {
 		return nil, mxerr.Forbidden("%v", err)
 	}
-	// The stripped state travels in unsigned, as Synapse keeps it, for
-	// the invitee's sync.
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(signed.JSON(), &obj); err != nil {
+	if err := s.storeOutOfBand(roomID, version, target, "invite", signed, stripped); err != nil {
 		return nil, err
-	}
-	unsigned := map[string]json.RawMessage{}
-	_ = json.Unmarshal(obj["unsigned"], &unsigned)
-	if stripped == nil {
-		stripped = []json.RawMessage{}
-	}
-	unsigned["invite_room_state"], _ = json.Marshal(stripped)
-	obj["unsigned"], _ = json.Marshal(unsigned)
-	stored, err := json.Marshal(obj)
-	if err != nil {
-		return nil, err
-	}
-	unlock := s.lockRoom(roomID)
-	defer unlock()
-	var pos uint64
-	err = s.store.Update(func(tx *store.Tx) error {
-		r, err := tx.RoomByID(roomID)
-		if errors.Is(err, store.ErrNotFound) {
-			r, err = tx.CreateRoom(roomID, version)
-		}
-		if err != nil {
-			return err
-		}
-		if cur, err := tx.MembershipOf(target, r.NID); err == nil && cur.Membership == "join" {
-			return mxerr.Forbidden("The user is already in the room")
-		}
-		if pos, err = tx.AddOutlier(r.NID, ev.ID(), stored, 0, 0); err != nil {
-			return err
-		}
-		return tx.SetOutlierMembership(target, r.NID, "invite", pos)
-	})
-	if err != nil {
-		return nil, err
-	}
-	if s.OnNotify != nil {
-		s.OnNotify(pos, target)
 	}
 	return signed.JSON(), nil
 }
@@ -417,16 +371,9 @@ func (s *Service) Resident(roomID string) (bool, error) {
 // joinRemote joins c.Target to a room we are not in through another
 // server.
 func (s *Service) joinRemote(roomID string, c *MemberChange, content map[string]any) (string, error) {
-	if s.handshakes == nil {
-		return "", mxerr.NotFound("No known servers for this room")
-	}
-	var servers []string
-	_ = s.store.View(func(tx *store.Tx) error {
-		servers = s.remoteServers(tx, roomID, c.Target, c.Via)
-		return nil
-	})
-	if len(servers) == 0 {
-		return "", mxerr.NotFound("No known servers for this room")
+	servers, err := s.serversToReach(roomID, c.Target, c.Via)
+	if err != nil {
+		return "", err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), federationTimeout)
 	defer cancel()
@@ -434,7 +381,7 @@ func (s *Service) joinRemote(roomID string, c *MemberChange, content map[string]
 		return "", err
 	}
 	var id string
-	err := s.store.View(func(tx *store.Tx) error {
+	err = s.store.View(func(tx *store.Tx) error {
 		room, err := knownRoom(tx, roomID)
 		if err != nil {
 			return err
@@ -546,16 +493,9 @@ func (s *Service) Knock(roomID string, c *MemberChange) (string, error) {
 	} else if e, ok := mxerr.As(err); err != nil && !(ok && e.Code == "M_NOT_FOUND") {
 		return "", err
 	}
-	if s.handshakes == nil {
-		return "", mxerr.NotFound("No known servers for this room")
-	}
-	var servers []string
-	_ = s.store.View(func(tx *store.Tx) error {
-		servers = s.remoteServers(tx, roomID, c.Target, c.Via)
-		return nil
-	})
-	if len(servers) == 0 {
-		return "", mxerr.NotFound("No known servers for this room")
+	servers, err := s.serversToReach(roomID, c.Target, c.Via)
+	if err != nil {
+		return "", err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), federationTimeout)
 	defer cancel()
@@ -567,10 +507,37 @@ func (s *Service) Knock(roomID string, c *MemberChange) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	// The stripped state rides in unsigned, as for a remote invite.
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(js, &obj); err != nil {
+	if err := s.storeOutOfBand(roomID, version, c.Target, "knock", ev, stripped); err != nil {
 		return "", err
+	}
+	return ev.ID(), nil
+}
+
+// serversToReach returns the servers to reach a room we are not in
+// through (see remoteServers), or M_NOT_FOUND when there are none.
+func (s *Service) serversToReach(roomID, userID string, via []string) ([]string, error) {
+	var servers []string
+	if s.handshakes != nil {
+		_ = s.store.View(func(tx *store.Tx) error {
+			servers = s.remoteServers(tx, roomID, userID, via)
+			return nil
+		})
+	}
+	if len(servers) == 0 {
+		return nil, mxerr.NotFound("No known servers for this room")
+	}
+	return servers, nil
+}
+
+// storeOutOfBand keeps userID's membership of a room we are not in, from
+// an event another server handled (an invite it sent us, our knock it
+// accepted): the event as an outlier, with the room's stripped state in
+// its unsigned as Synapse keeps it, for the user's sync. A user already
+// joined cannot be invited.
+func (s *Service) storeOutOfBand(roomID, version, userID, membership string, ev *pdu.Event, stripped []json.RawMessage) error {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(ev.JSON(), &obj); err != nil {
+		return err
 	}
 	unsigned := map[string]json.RawMessage{}
 	_ = json.Unmarshal(obj["unsigned"], &unsigned)
@@ -581,7 +548,7 @@ func (s *Service) Knock(roomID string, c *MemberChange) (string, error) {
 	obj["unsigned"], _ = json.Marshal(unsigned)
 	stored, err := json.Marshal(obj)
 	if err != nil {
-		return "", err
+		return err
 	}
 	unlock := s.lockRoom(roomID)
 	defer unlock()
@@ -594,16 +561,16 @@ func (s *Service) Knock(roomID string, c *MemberChange) (string, error) {
 		if err != nil {
 			return err
 		}
+		if cur, err := tx.MembershipOf(userID, r.NID); err == nil && cur.Membership == "join" && membership == "invite" {
+			return mxerr.Forbidden("The user is already in the room")
+		}
 		if pos, err = tx.AddOutlier(r.NID, ev.ID(), stored, 0, 0); err != nil {
 			return err
 		}
-		return tx.SetOutlierMembership(c.Target, r.NID, "knock", pos)
+		return tx.SetOutlierMembership(userID, r.NID, membership, pos)
 	})
-	if err != nil {
-		return "", err
+	if err == nil && s.OnNotify != nil {
+		s.OnNotify(pos, userID)
 	}
-	if s.OnNotify != nil {
-		s.OnNotify(pos, c.Target)
-	}
-	return ev.ID(), nil
+	return err
 }

@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -152,24 +153,26 @@ func (s *Service) fetchStateAfter(ctx context.Context, origin string, room *stor
 	if err != nil {
 		return nil, err
 	}
-	state := s.parseAll(ctx, room, stateJS)
-	all := append(s.parseAll(ctx, room, chainJS), state...)
-	prev := s.parseAll(ctx, room, append(stateJS[:0:0], evJS))
-	all = append(all, prev...)
-	positions, err := s.storeOutliers(ctx, room, all)
+	// The state after the event is the state before it and, if it is a
+	// state event that passes its auth events, the event itself.
+	return s.importState(ctx, room, stateJS, chainJS, s.parseAll(ctx, room, []json.RawMessage{evJS})...)
+}
+
+// importState stores a room's state another server gave us (and its auth
+// chain) as outliers, each event checked against its own auth events,
+// with more events on top, and returns the state they make, the rejected
+// ones left out.
+func (s *Service) importState(ctx context.Context, room *store.Room, stateJS, chainJS []json.RawMessage, more ...*pdu.Event) (map[store.StateKey]uint64, error) {
+	state := append(s.parseAll(ctx, room, stateJS), more...)
+	positions, err := s.storeOutliers(ctx, room, append(s.parseAll(ctx, room, chainJS), state...))
 	if err != nil {
 		return nil, err
 	}
 	out := map[store.StateKey]uint64{}
-	for _, e := range append(state, prev...) {
-		if e.ID() == eventID && len(prev) == 1 && !e.IsState() {
-			continue
+	for _, e := range state {
+		if pos, ok := positions[e.ID()]; ok && e.IsState() {
+			out[store.StateKey{Type: e.Type(), Key: *e.StateKey()}] = pos
 		}
-		pos, ok := positions[e.ID()]
-		if !ok || !e.IsState() {
-			continue // rejected
-		}
-		out[store.StateKey{Type: e.Type(), Key: *e.StateKey()}] = pos
 	}
 	return out, nil
 }
@@ -181,72 +184,11 @@ func (s *Service) resolve(tx *store.Tx, room *store.Room, sets []map[store.State
 	if len(sets) == 0 {
 		return map[store.StateKey]uint64{}, nil
 	}
-	conflicted := map[uint64]bool{}
-	for k := range union(sets) {
-		first, ok := sets[0][k]
-		for _, set := range sets {
-			if pos, has := set[k]; has != ok || pos != first {
-				for _, set := range sets {
-					if pos, has := set[k]; has {
-						conflicted[pos] = true
-					}
-				}
-				break
-			}
-		}
+	resolved, err := s.resolveWith(tx, room, sets, nil)
+	if resolved == nil && err == nil {
+		return sets[0], nil // they agree
 	}
-	if len(conflicted) == 0 {
-		return sets[0], nil
-	}
-	evSets := make([][]*pdu.Event, len(sets))
-	byID := map[string]uint64{}
-	for i, set := range sets {
-		for _, pos := range set {
-			e, err := s.heads.event(tx, room.Version, pos)
-			if err != nil {
-				return nil, err
-			}
-			evSets[i] = append(evSets[i], e)
-			byID[e.ID()] = pos
-		}
-	}
-	var roots []*pdu.Event
-	for pos := range conflicted {
-		e, err := s.heads.event(tx, room.Version, pos)
-		if err != nil {
-			return nil, err
-		}
-		roots = append(roots, e)
-	}
-	chain, err := s.authChain(tx, room, roots)
-	if err != nil {
-		return nil, err
-	}
-	resolved, err := pdu.Resolve(room.Version, evSets, chain)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[store.StateKey]uint64, len(resolved))
-	for _, e := range resolved {
-		pos, ok := byID[e.ID()]
-		if !ok {
-			if pos, err = tx.EventPos(e.ID()); err != nil {
-				return nil, err
-			}
-		}
-		out[store.StateKey{Type: e.Type(), Key: *e.StateKey()}] = pos
-	}
-	return out, nil
-}
-
-func union(sets []map[store.StateKey]uint64) map[store.StateKey]bool {
-	out := map[store.StateKey]bool{}
-	for _, set := range sets {
-		for k := range set {
-			out[k] = true
-		}
-	}
-	return out
+	return resolved, err
 }
 
 // authChain returns the auth events of roots, recursively, as far as they

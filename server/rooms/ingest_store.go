@@ -118,7 +118,7 @@ func (s *Service) otherExtremities(tx *store.Tx, r *store.Room, ev *pdu.Event) (
 }
 
 // resolveWith resolves state sets, where position 0 stands for ev, which
-// is not stored yet. In the result, ev's own entry, if it wins, is
+// is not stored yet (ev nil: every event is stored). In the result, ev's own entry, if it wins, is
 // store.ThisEvent; nil means the sets agree.
 func (s *Service) resolveWith(tx *store.Tx, r *store.Room, sets []map[store.StateKey]uint64, ev *pdu.Event) (map[store.StateKey]uint64, error) {
 	evSets := make([][]*pdu.Event, len(sets))
@@ -159,7 +159,7 @@ func (s *Service) resolveWith(tx *store.Tx, r *store.Room, sets []map[store.Stat
 	out := make(map[store.StateKey]uint64, len(resolved))
 	for _, e := range resolved {
 		k := store.StateKey{Type: e.Type(), Key: *e.StateKey()}
-		if e.ID() == ev.ID() {
+		if ev != nil && e.ID() == ev.ID() {
 			out[k] = store.ThisEvent
 			continue
 		}
