@@ -9,7 +9,6 @@ package federation_test
 import (
 	"bufio"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -26,9 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"hearth/server/pdu"
 	"hearth/server/servertest"
-	"hearth/store"
 )
 
 // bigRoomMembers is the member count of the room BenchmarkFederationJoinBigRoom
@@ -221,80 +218,21 @@ func sendChecked(b *testing.B, c, to *servertest.Server, pdus []json.RawMessage)
 // it. Unlike forger.build it reads the room once, so building is cheap
 // and does not depend on the receiver having stored the previous event.
 type chainForger struct {
-	t       testing.TB
-	signer  pdu.Signer
-	version string
-	roomID  string
-	prev    []string
-	depth   int64
-	auth    []*pdu.Event // the room's current state; Build picks the auth events from it
+	*forger
+	head *roomHead
 }
 
 func newChainForger(t testing.TB, to, c *servertest.Server, roomID string) *chainForger {
 	t.Helper()
-	f := &chainForger{t: t, roomID: roomID}
-	err := c.Store().View(func(tx *store.Tx) error {
-		k, err := tx.SigningKey()
-		if err != nil {
-			return err
-		}
-		f.signer = pdu.Signer{ServerName: c.ServerName(), KeyID: k.ID, Key: ed25519.NewKeyFromSeed(k.Seed)}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = to.Store().View(func(tx *store.Tx) error {
-		room, err := tx.RoomByID(roomID)
-		if err != nil {
-			return err
-		}
-		f.version, f.depth = room.Version, room.Depth
-		for _, pos := range room.Extremities {
-			rec, err := tx.Event(pos)
-			if err != nil {
-				return err
-			}
-			ev, err := pdu.Parse(room.Version, rec.JSON, false)
-			if err != nil {
-				return err
-			}
-			f.prev = append(f.prev, ev.ID())
-		}
-		state, err := tx.CurrentState(room.NID, "")
-		if err != nil {
-			return err
-		}
-		for _, pos := range state {
-			rec, err := tx.Event(pos)
-			if err != nil {
-				return err
-			}
-			ev, err := pdu.Parse(room.Version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
-			if err != nil {
-				return err
-			}
-			f.auth = append(f.auth, ev)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
+	f := newForger(t, to, c, roomID)
+	return &chainForger{forger: f, head: f.head()}
 }
 
 // next builds the next m.room.message of the chain, by sender.
 func (f *chainForger) next(sender string, content any) json.RawMessage {
 	f.t.Helper()
-	raw, _ := json.Marshal(content)
-	f.depth++
-	p := &pdu.Proto{Version: f.version, RoomID: f.roomID, Sender: sender, Type: "m.room.message", Content: raw, PrevEvents: f.prev, Depth: f.depth}
-	ev, err := pdu.Build(p, f.auth, f.signer, time.Now())
-	if err != nil {
-		f.t.Fatalf("build: %v", err)
-	}
-	f.prev = []string{ev.ID()}
+	ev := f.buildOn(f.head, sender, "m.room.message", nil, content)
+	f.head.prev, f.head.depth = []string{ev.ID()}, ev.Depth()
 	return ev.JSON()
 }
 

@@ -20,13 +20,13 @@ import (
 // with c's real key, so a test can send a the events a hostile or broken
 // peer might.
 type forger struct {
-	t      *testing.T
+	t      testing.TB
 	a      *servertest.Server
 	signer pdu.Signer
 	roomID string
 }
 
-func newForger(t *testing.T, a, c *servertest.Server, roomID string) *forger {
+func newForger(t testing.TB, a, c *servertest.Server, roomID string) *forger {
 	f := &forger{t: t, a: a, roomID: roomID}
 	err := c.Store().View(func(tx *store.Tx) error {
 		k, err := tx.SigningKey()
@@ -42,19 +42,24 @@ func newForger(t *testing.T, a, c *servertest.Server, roomID string) *forger {
 	return f
 }
 
-// build makes an event by sender of typ with content, following a's
-// forward extremities and authorised by a's current state.
-func (f *forger) build(sender, typ string, stateKey *string, content any) *pdu.Event {
+// roomHead is what the next event of a room builds on, as a has it.
+type roomHead struct {
+	version string
+	depth   int64
+	prev    []string
+	auth    []*pdu.Event // the current state; Build picks the auth events from it
+}
+
+// head reads a's forward extremities and current state of the room.
+func (f *forger) head() *roomHead {
 	f.t.Helper()
-	raw, _ := json.Marshal(content)
-	p := &pdu.Proto{RoomID: f.roomID, Sender: sender, Type: typ, StateKey: stateKey, Content: raw}
-	var auth []*pdu.Event
+	h := &roomHead{}
 	err := f.a.Store().View(func(tx *store.Tx) error {
 		room, err := tx.RoomByID(f.roomID)
 		if err != nil {
 			return err
 		}
-		p.Version, p.Depth = room.Version, room.Depth+1
+		h.version, h.depth = room.Version, room.Depth
 		for _, pos := range room.Extremities {
 			rec, err := tx.Event(pos)
 			if err != nil {
@@ -64,7 +69,7 @@ func (f *forger) build(sender, typ string, stateKey *string, content any) *pdu.E
 			if err != nil {
 				return err
 			}
-			p.PrevEvents = append(p.PrevEvents, ev.ID())
+			h.prev = append(h.prev, ev.ID())
 		}
 		state, err := tx.CurrentState(room.NID, "")
 		if err != nil {
@@ -79,18 +84,34 @@ func (f *forger) build(sender, typ string, stateKey *string, content any) *pdu.E
 			if err != nil {
 				return err
 			}
-			auth = append(auth, ev)
+			h.auth = append(h.auth, ev)
 		}
 		return nil
 	})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	ev, err := pdu.Build(p, auth, f.signer, time.Now())
+	return h
+}
+
+// buildOn makes an event by sender of typ with content on h, signed as c.
+func (f *forger) buildOn(h *roomHead, sender, typ string, stateKey *string, content any) *pdu.Event {
+	f.t.Helper()
+	raw, _ := json.Marshal(content)
+	p := &pdu.Proto{Version: h.version, RoomID: f.roomID, Sender: sender, Type: typ, StateKey: stateKey, Content: raw,
+		PrevEvents: h.prev, Depth: h.depth + 1}
+	ev, err := pdu.Build(p, h.auth, f.signer, time.Now())
 	if err != nil {
 		f.t.Fatalf("build: %v", err)
 	}
 	return ev
+}
+
+// build makes an event by sender of typ with content, following a's
+// forward extremities and authorised by a's current state.
+func (f *forger) build(sender, typ string, stateKey *string, content any) *pdu.Event {
+	f.t.Helper()
+	return f.buildOn(f.head(), sender, typ, stateKey, content)
 }
 
 // sendTxn sends pdus to a as one transaction from c's server.
