@@ -160,19 +160,25 @@ func (s *Service) AcceptMember(ctx context.Context, origin, roomID, eventID, mem
 		if err != nil {
 			return err
 		}
-		roots := []*pdu.Event{ev}
+		// The auth chain as every history read serves it: servable
+		// events only, oldest first.
+		fr, err := s.newFedReader(tx, room, origin)
+		if err != nil {
+			return err
+		}
+		roots := []*loaded{{rec: rec, ev: ev}}
 		for _, pos := range st {
-			e, err := s.heads.event(tx, room.Version, pos)
+			l, err := fr.findPos(pos)
 			if err != nil {
 				return err
 			}
-			state = append(state, e.JSON())
-			roots = append(roots, e)
+			if l != nil {
+				state = append(state, l.ev.JSON())
+				roots = append(roots, l)
+			}
 		}
-		auth, err := s.authChain(tx, room, roots)
-		for _, e := range auth {
-			chain = append(chain, e.JSON())
-		}
+		auth, err := fr.authChain(roots)
+		chain = rawJSON(auth)
 		return err
 	})
 	if err != nil {

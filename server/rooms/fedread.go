@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"hearth/server/mxerr"
+	"hearth/server/pdu"
 	"hearth/store"
 )
 
@@ -217,39 +218,13 @@ func (fr *fedReader) serve(l *loaded) (json.RawMessage, error) {
 // authChain returns the servable auth chain of roots, the room version
 // 12 create event included, oldest first.
 func (fr *fedReader) authChain(roots []*loaded) ([]*loaded, error) {
-	seen := map[string]bool{}
-	var out []*loaded
-	queue := slices.Clone(roots)
-	if c := createEventID(fr.room); c != "" {
-		seen[c] = true
-		l, err := fr.find(c)
-		if err != nil {
-			return nil, err
-		}
-		if l != nil {
-			out = append(out, l)
-		}
+	evs := make([]*pdu.Event, len(roots))
+	for i, l := range roots {
+		evs[i] = l.ev
 	}
-	for len(queue) > 0 {
-		e := queue[0]
-		queue = queue[1:]
-		for _, id := range e.ev.AuthEventIDs() {
-			if seen[id] {
-				continue
-			}
-			seen[id] = true
-			l, err := fr.find(id)
-			if err != nil {
-				return nil, err
-			}
-			if l != nil {
-				out = append(out, l)
-				queue = append(queue, l)
-			}
-		}
-	}
+	out, err := walkAuthChain(fr.room, evs, fr.find)
 	slices.SortFunc(out, byDepth)
-	return out, nil
+	return out, err
 }
 
 func byDepth(a, b *loaded) int {

@@ -194,14 +194,35 @@ func (s *Service) resolve(tx *store.Tx, room *store.Room, sets []map[store.State
 // authChain returns the auth events of roots, recursively, as far as they
 // are stored.
 func (s *Service) authChain(tx *store.Tx, room *store.Room, roots []*pdu.Event) ([]*pdu.Event, error) {
+	chain, err := walkAuthChain(room, roots, func(id string) (*loaded, error) {
+		l, err := s.load(tx, room.Version, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		return l, err
+	})
+	out := make([]*pdu.Event, len(chain))
+	for i, l := range chain {
+		out[i] = l.ev
+	}
+	return out, err
+}
+
+// walkAuthChain returns the auth events of roots, recursively, each as
+// find returns it (nil: left out, and not walked through), with room
+// version 12's create event, which auth_events leave out.
+func walkAuthChain(room *store.Room, roots []*pdu.Event, find func(eventID string) (*loaded, error)) ([]*loaded, error) {
 	seen := map[string]bool{}
-	var out []*pdu.Event
+	var out []*loaded
 	queue := slices.Clone(roots)
 	if c := createEventID(room); c != "" {
-		// Room version 12 leaves the create event out of auth_events.
-		if l, err := s.load(tx, room.Version, c); err == nil {
-			seen[c] = true
-			out = append(out, l.ev)
+		seen[c] = true
+		l, err := find(c)
+		if err != nil {
+			return nil, err
+		}
+		if l != nil {
+			out = append(out, l)
 		}
 	}
 	for len(queue) > 0 {
@@ -212,15 +233,14 @@ func (s *Service) authChain(tx *store.Tx, room *store.Room, roots []*pdu.Event) 
 				continue
 			}
 			seen[id] = true
-			l, err := s.load(tx, room.Version, id)
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
+			l, err := find(id)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, l.ev)
-			queue = append(queue, l.ev)
+			if l != nil {
+				out = append(out, l)
+				queue = append(queue, l.ev)
+			}
 		}
 	}
 	return out, nil
