@@ -84,6 +84,36 @@ func (tx *Tx) StateAt(snapID uint64) (map[StateKey]uint64, error) {
 	return out, nil
 }
 
+// StateChanges returns the entries by which snapshot to differs from
+// from (position 0: the key was removed), when from is one of to's
+// ancestors at most maxSteps deltas away; ok is false otherwise (a whole
+// snapshot, another branch, or too far), and the caller must read the
+// whole state instead. It lets a per-snapshot cache follow a room's state
+// one event at a time without reading all of it.
+func (tx *Tx) StateChanges(from, to uint64, maxSteps int) (changes map[StateKey]uint64, ok bool, err error) {
+	changes = map[StateKey]uint64{}
+	for id, steps := to, 0; id != from; steps++ {
+		if id == 0 || steps == maxSteps {
+			return nil, false, nil
+		}
+		var s snapshot
+		if err := tx.getJSON(bucketSnapshots, u64(id), &s); err != nil {
+			return nil, false, fmt.Errorf("store: snapshot %d: %w", id, err)
+		}
+		if s.Parent == 0 {
+			return nil, false, nil // stored whole: the difference is unknown
+		}
+		for _, e := range s.Entries {
+			k := StateKey{e.Type, e.Key}
+			if _, newer := changes[k]; !newer {
+				changes[k] = e.Pos
+			}
+		}
+		id = s.Parent
+	}
+	return changes, true, nil
+}
+
 // NewSnapshot stores a snapshot of state, as a delta from near (a
 // snapshot it probably shares most entries with; 0 for none), and
 // returns its ID; near itself if state is exactly its state.

@@ -308,25 +308,3 @@ func (s *Service) publicRoom(tx *store.Tx, room *store.Room) (*PublicRoom, error
 	e.NumJoinedMembers = len(members)
 	return e, nil
 }
-
-// joinedMembers returns the user IDs of a room's joined members, from
-// the membership index the current state keeps (no event is parsed: a
-// room may have thousands of members).
-func (s *Service) joinedMembers(tx *store.Tx, room *store.Room) ([]string, error) {
-	members, err := tx.CurrentState(room.NID, "m.room.member")
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for sk := range members {
-		m, err := tx.MembershipOf(sk.Key, room.NID)
-		if err != nil {
-			return nil, err
-		}
-		if m.Membership == "join" {
-			out = append(out, sk.Key)
-		}
-	}
-	slices.Sort(out)
-	return out, nil
-}

@@ -32,8 +32,7 @@ type Service struct {
 	mu      sync.Mutex             // guards locks
 	locks   map[string]*sync.Mutex // one writer per room
 	heads   *headCache             // the parsed events the writers build on
-	servers serverCache            // each room's joined servers
-	members memberMemo             // who is in a room, for waking syncs
+	members memberCache            // each room's members, joined members and servers
 
 	// Unread counts unread notifications for sync; the push rules replace
 	// the default.
@@ -310,9 +309,8 @@ func (s *Service) appended(pos uint64, roomIDs ...string) {
 
 // MemberIDs returns everyone with a member event in a room's current
 // state (joined, invited, knocking, left or banned): the users a new event
-// there may concern. It runs after every event, so the list is kept per
-// room with the snapshot of the current state it was read at: current
-// state changes only with a new snapshot.
+// there may concern. It runs after every event, so the list is cached per
+// room and follows the room's state (see memberCache).
 func (s *Service) MemberIDs(roomID string) ([]string, error) {
 	var out []string
 	err := s.store.View(func(tx *store.Tx) error {
@@ -320,53 +318,11 @@ func (s *Service) MemberIDs(roomID string) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		if out = s.members.get(room); out != nil {
-			return nil
-		}
-		members, err := tx.CurrentState(room.NID, "m.room.member")
-		for sk := range members {
-			out = append(out, sk.Key)
-		}
+		m, err := s.memberSets(tx, room)
 		if err == nil {
-			s.members.put(room, out)
+			out = slices.Clip(m.all)
 		}
 		return err
 	})
 	return out, err
-}
-
-// memberMemo is the member list of recently active rooms, each valid only
-// at the snapshot it was read at.
-type memberMemo struct {
-	mu sync.Mutex // guards m
-	m  map[uint64]memberList
-}
-
-type memberList struct {
-	snap uint64
-	ids  []string // shared: never changed after put
-}
-
-// memberMemoRooms bounds the memo; a full memo starts again empty.
-const memberMemoRooms = 1024
-
-func (m *memberMemo) get(room *store.Room) []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if l, ok := m.m[room.NID]; ok && l.snap == room.CurrentSnap {
-		return slices.Clip(l.ids)
-	}
-	return nil
-}
-
-func (m *memberMemo) put(room *store.Room, ids []string) {
-	if ids == nil {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.m == nil || len(m.m) >= memberMemoRooms {
-		m.m = map[uint64]memberList{}
-	}
-	m.m[room.NID] = memberList{snap: room.CurrentSnap, ids: slices.Clip(ids)}
 }

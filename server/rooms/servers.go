@@ -1,51 +1,171 @@
 package rooms
 
 import (
+	"errors"
+	"maps"
 	"slices"
 	"sync"
 
 	"hearth/store"
 )
 
-// serverCache remembers each room's joined servers for the current state
-// snapshot they were computed from: every local event and room EDU asks
-// where to go, and a room may have thousands of members.
-type serverCache struct {
-	mu    sync.Mutex
-	rooms map[uint64]cachedServers // by room NID
+// memberCache remembers each room's joined members and servers at the
+// state snapshot they were read at. Every local event and room EDU asks
+// where to go, every inbound request whether its server is in the room,
+// and a room may have thousands of members: reading them all costs a
+// membership record per member, so when the room's state has moved on by
+// a few events, the cached set follows the member events among them.
+type memberCache struct {
+	mu    sync.Mutex              // guards rooms
+	rooms map[uint64]*roomMembers // by room NID
 }
 
-type cachedServers struct {
+// roomMembers is a room's members at one snapshot. It is never changed
+// once cached: readers share its slices.
+type roomMembers struct {
 	snap    uint64
-	servers []string
+	all     []string       // everyone with a member event, sorted
+	users   []string       // the joined, sorted
+	servers []string       // sorted
+	count   map[string]int // joined members per server
 }
 
-// joinedServers returns the servers with a joined member in room, sorted.
-func (s *Service) joinedServers(tx *store.Tx, room *store.Room) ([]string, error) {
-	s.servers.mu.Lock()
-	c, ok := s.servers.rooms[room.NID]
-	s.servers.mu.Unlock()
-	if ok && c.snap == room.CurrentSnap {
-		return c.servers, nil
-	}
-	joined, err := s.joinedMembers(tx, room)
+// Bounds of the member cache: rooms kept, and how many state deltas a
+// cached set may be behind before the room is read whole again.
+const (
+	memberCacheRooms = 4096
+	memberCacheSteps = 64
+)
+
+// joinedMembers returns the user IDs of a room's joined members at its
+// current state, sorted. The slice is shared: callers must not change it.
+func (s *Service) joinedMembers(tx *store.Tx, room *store.Room) ([]string, error) {
+	m, err := s.memberSets(tx, room)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, u := range joined {
-		if server := serverOf(u); !slices.Contains(out, server) {
-			out = append(out, server)
+	return slices.Clip(m.users), nil
+}
+
+// joinedServers returns the servers with a joined member in room, sorted.
+// The slice is shared: callers must not change it.
+func (s *Service) joinedServers(tx *store.Tx, room *store.Room) ([]string, error) {
+	m, err := s.memberSets(tx, room)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clip(m.servers), nil
+}
+
+// memberSets returns room's members at its current state: cached,
+// brought forward from a cached earlier snapshot, or read whole.
+func (s *Service) memberSets(tx *store.Tx, room *store.Room) (*roomMembers, error) {
+	s.members.mu.Lock()
+	c := s.members.rooms[room.NID]
+	s.members.mu.Unlock()
+	if c != nil && c.snap == room.CurrentSnap {
+		return c, nil
+	}
+	var m *roomMembers
+	if c != nil {
+		changes, ok, err := tx.StateChanges(c.snap, room.CurrentSnap, memberCacheSteps)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			if m, err = c.follow(tx, room, changes); err != nil {
+				return nil, err
+			}
 		}
 	}
-	slices.Sort(out)
-	s.servers.mu.Lock()
-	if s.servers.rooms == nil || len(s.servers.rooms) > 4096 {
-		s.servers.rooms = map[uint64]cachedServers{}
+	if m == nil {
+		var err error
+		if m, err = readMembers(tx, room); err != nil {
+			return nil, err
+		}
 	}
-	s.servers.rooms[room.NID] = cachedServers{snap: room.CurrentSnap, servers: out}
-	s.servers.mu.Unlock()
-	return out, nil
+	s.members.mu.Lock()
+	if s.members.rooms == nil || len(s.members.rooms) >= memberCacheRooms {
+		s.members.rooms = map[uint64]*roomMembers{}
+	}
+	s.members.rooms[room.NID] = m
+	s.members.mu.Unlock()
+	return m, nil
+}
+
+// readMembers reads a room's joined members from the membership index of
+// its current state (no event is parsed).
+func readMembers(tx *store.Tx, room *store.Room) (*roomMembers, error) {
+	members, err := tx.CurrentState(room.NID, "m.room.member")
+	if err != nil {
+		return nil, err
+	}
+	m := &roomMembers{snap: room.CurrentSnap, count: map[string]int{}}
+	for sk := range members {
+		m.all = append(m.all, sk.Key)
+		ms, err := tx.MembershipOf(sk.Key, room.NID)
+		if err != nil {
+			return nil, err
+		}
+		if ms.Membership == "join" {
+			m.users = append(m.users, sk.Key)
+			m.count[serverOf(sk.Key)]++
+		}
+	}
+	slices.Sort(m.all)
+	slices.Sort(m.users)
+	m.servers = slices.Sorted(maps.Keys(m.count))
+	return m, nil
+}
+
+// follow returns c brought forward to room's current state, given the
+// state entries that changed since c's snapshot: each changed member's
+// membership is read from the current membership index.
+func (c *roomMembers) follow(tx *store.Tx, room *store.Room, changes map[store.StateKey]uint64) (*roomMembers, error) {
+	m := &roomMembers{snap: room.CurrentSnap, all: c.all, users: c.users, servers: c.servers, count: c.count}
+	copied, copiedAll := false, false
+	for sk, pos := range changes {
+		if sk.Type != "m.room.member" {
+			continue
+		}
+		if i, had := slices.BinarySearch(m.all, sk.Key); had != (pos != 0) {
+			if !copiedAll { // c is shared: change copies
+				m.all, copiedAll = slices.Clone(m.all), true
+			}
+			if had {
+				m.all = slices.Delete(m.all, i, i+1)
+			} else {
+				m.all = slices.Insert(m.all, i, sk.Key)
+			}
+		}
+		joined := false
+		if ms, err := tx.MembershipOf(sk.Key, room.NID); err == nil {
+			joined = ms.Membership == "join"
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		i, was := slices.BinarySearch(m.users, sk.Key)
+		if joined == was {
+			continue
+		}
+		if !copied { // c is shared: change copies
+			m.users, m.count, copied = slices.Clone(m.users), maps.Clone(m.count), true
+		}
+		server := serverOf(sk.Key)
+		if joined {
+			m.users = slices.Insert(m.users, i, sk.Key)
+			m.count[server]++
+		} else {
+			m.users = slices.Delete(m.users, i, i+1)
+			if m.count[server]--; m.count[server] == 0 {
+				delete(m.count, server)
+			}
+		}
+	}
+	if copied {
+		m.servers = slices.Sorted(maps.Keys(m.count))
+	}
+	return m, nil
 }
 
 // JoinedServers returns the servers with a joined member in a room,

@@ -2,7 +2,7 @@ package rooms
 
 import (
 	"errors"
-	"strings"
+	"slices"
 
 	"hearth/server/mxerr"
 	"hearth/store"
@@ -148,16 +148,9 @@ func (s *Service) serverMaySee(tx *store.Tx, origin string, room *store.Room) (b
 
 // serverJoined reports whether origin has a member joined to room.
 func (s *Service) serverJoined(tx *store.Tx, origin string, room *store.Room) (bool, error) {
-	joined, err := s.joinedMembers(tx, room)
-	if err != nil {
-		return false, err
-	}
-	for _, u := range joined {
-		if _, server, ok := strings.Cut(u, ":"); ok && server == origin {
-			return true, nil
-		}
-	}
-	return false, nil
+	servers, err := s.joinedServers(tx, room)
+	_, in := slices.BinarySearch(servers, origin)
+	return in, err
 }
 
 func (s *Service) worldReadable(tx *store.Tx, room *store.Room) (bool, error) {

@@ -1,0 +1,88 @@
+package rooms
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"slices"
+	"testing"
+
+	"hearth/server/pdu"
+	"hearth/store"
+	"hearth/store/storetest"
+)
+
+// The member cache follows a room's state event by event: after any run
+// of joins, invites, leaves, kicks and bans (past the snapshots stored
+// whole and past the cache's step bound), the members it gives are the
+// ones a fresh read of the membership index gives.
+func TestMemberCacheFollowsState(t *testing.T) {
+	st := storetest.Open(t)
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(st, pdu.Signer{ServerName: "localhost", KeyID: "ed25519:t", Key: key}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	const alice = "@alice:localhost"
+	roomID, err := s.CreateRoom(&CreateRequest{Creator: alice, Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(step int) {
+		t.Helper()
+		err := st.View(func(tx *store.Tx) error {
+			room, err := tx.RoomByID(roomID)
+			if err != nil {
+				return err
+			}
+			got, err := s.memberSets(tx, room)
+			if err != nil {
+				return err
+			}
+			want, err := readMembers(tx, room)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(got.users, want.users) || !slices.Equal(got.all, want.all) || !slices.Equal(got.servers, want.servers) {
+				return fmt.Errorf("step %d: cache has joined %v, all %v, servers %v; the index has %v, %v, %v",
+					step, got.users, got.all, got.servers, want.users, want.all, want.servers)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	changed := 0
+	for step := range 400 {
+		user := fmt.Sprintf("@u%d:localhost", rng.IntN(12))
+		c := &MemberChange{Sender: user, Target: user}
+		switch rng.IntN(5) {
+		case 0:
+			c.Membership = "join"
+		case 1:
+			c.Membership = "leave"
+		case 2:
+			c.Sender, c.Membership = alice, "invite"
+		case 3:
+			c.Sender, c.Membership = alice, "ban"
+		case 4:
+			c.Sender, c.Membership = alice, "leave" // a kick, or an unban
+		}
+		if _, err := s.ChangeMembership(roomID, c); err == nil {
+			changed++
+		}
+		// Read after most changes, after a few at once now and then, and
+		// once after more than the cache may follow.
+		if step < 150 && rng.IntN(4) != 0 || step == 399 {
+			check(step)
+		}
+	}
+	if changed < 200 {
+		t.Fatalf("only %d of 400 membership changes were allowed", changed)
+	}
+}
