@@ -14,6 +14,11 @@ type snapshot struct {
 	Parent  uint64         `json:"p,omitempty"` // 0: none
 	Level   int            `json:"l"`           // distance to a whole snapshot
 	Entries []snapshotItem `json:"e"`
+	// A snapshot stored whole for being snapshotFlattenDepth deltas deep
+	// keeps the snapshot it was derived from and the changes made to it,
+	// so StateChanges can still walk through it.
+	Base    uint64         `json:"b,omitempty"`
+	Changes []snapshotItem `json:"c,omitempty"`
 }
 
 // snapshotItem is [type, state key, position]; position 0 removes the
@@ -52,7 +57,10 @@ func (tx *Tx) addSnapshot(parent uint64, changes map[StateKey]uint64) (uint64, e
 				whole[k] = v
 			}
 		}
-		changes, s.Parent, s.Level = whole, 0, 0
+		for k, v := range changes {
+			s.Changes = append(s.Changes, snapshotItem{k.Type, k.Key, v})
+		}
+		changes, s.Base, s.Parent, s.Level = whole, parent, 0, 0
 	}
 	for k, v := range changes {
 		s.Entries = append(s.Entries, snapshotItem{k.Type, k.Key, v})
@@ -100,16 +108,20 @@ func (tx *Tx) StateChanges(from, to uint64, maxSteps int) (changes map[StateKey]
 		if err := tx.getJSON(bucketSnapshots, u64(id), &s); err != nil {
 			return nil, false, fmt.Errorf("store: snapshot %d: %w", id, err)
 		}
-		if s.Parent == 0 {
-			return nil, false, nil // stored whole: the difference is unknown
+		delta, parent := s.Entries, s.Parent
+		if parent == 0 {
+			if s.Base == 0 {
+				return nil, false, nil // stored whole from scratch
+			}
+			delta, parent = s.Changes, s.Base
 		}
-		for _, e := range s.Entries {
+		for _, e := range delta {
 			k := StateKey{e.Type, e.Key}
 			if _, newer := changes[k]; !newer {
 				changes[k] = e.Pos
 			}
 		}
-		id = s.Parent
+		id = parent
 	}
 	return changes, true, nil
 }
