@@ -113,3 +113,14 @@ func (s *Service) Backfill(ctx context.Context, server, roomID string, from []st
 	}
 	return resp.PDUs, nil
 }
+
+// Hierarchy returns a space's summary and its direct children's from
+// server (GET /_matrix/federation/v1/hierarchy/{roomId}).
+func (s *Service) Hierarchy(ctx context.Context, server, roomID string, suggestedOnly bool) (*rooms.ServerHierarchy, error) {
+	var resp rooms.ServerHierarchy
+	uri := "/_matrix/federation/v1/hierarchy/" + url.PathEscape(roomID) + "?suggested_only=" + strconv.FormatBool(suggestedOnly)
+	if err := s.client.Call(ctx, "GET", server, uri, nil, &resp); err != nil {
+		return nil, fmt.Errorf("hierarchy of %s from %s: %w", roomID, server, err)
+	}
+	return &resp, nil
+}

@@ -197,5 +197,5 @@ func (a *API) hierarchy(r *httpx.Request) (*rooms.HierarchyPage, error) {
 			*p.into = n
 		}
 	}
-	return a.rooms.Hierarchy(r.Principal.UserID, r.Param("roomId"), q)
+	return a.rooms.Hierarchy(r.Context(), r.Principal.UserID, r.Param("roomId"), q)
 }

@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -43,19 +44,32 @@ type HierarchyQuery struct {
 
 type spaceChild struct {
 	roomID    string
+	via       []string
 	order     string
 	ts        int64
 	suggested bool
 	ev        StrippedEvent
 }
 
+// hierarchyNode is one room of a hierarchy walk as the requesting user
+// sees it: its entry, whether they may see it, and its children.
+type hierarchyNode struct {
+	entry    HierarchyRoom
+	visible  bool
+	children []spaceChild
+}
+
 // Hierarchy walks a space breadth-first through its m.space.child events
-// (those with a non-empty via), over the rooms this server knows, showing
-// userID each room they may see: joined, public or knockable, world
-// readable, or restricted to a room they are in. Children are ordered as
-// the spec says: by their order field, then the child event's timestamp,
-// then room ID. Pages continue by offset into that walk.
-func (s *Service) Hierarchy(userID, rootID string, q HierarchyQuery) (*HierarchyPage, error) {
+// (those with a non-empty via), showing userID each room they may see:
+// joined or invited, public or knockable, world readable, or restricted
+// to a room they are in. Rooms this server is in are read locally; the
+// others are asked of the servers their m.space.child events name (the
+// spec's "fill in missing rooms" over federation's /hierarchy), and rooms
+// no server describes are left out. Children are ordered as the spec
+// says: by their order field, then the child event's timestamp, then room
+// ID. Pages continue by offset into that walk. The root must be a room
+// this server knows and the user may see.
+func (s *Service) Hierarchy(ctx context.Context, userID, rootID string, q HierarchyQuery) (*HierarchyPage, error) {
 	offset := 0
 	if q.From != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(q.From, "h"))
@@ -69,75 +83,158 @@ func (s *Service) Hierarchy(userID, rootID string, q HierarchyQuery) (*Hierarchy
 		limit = 50
 	}
 	page := &HierarchyPage{Rooms: []HierarchyRoom{}}
+	type item struct {
+		roomID string
+		via    []string
+		depth  int
+	}
+	queue, seen, index := []item{{roomID: rootID}}, map[string]bool{rootID: true}, 0
+	known := map[string]*ServerHierarchyRoom{} // summaries other servers sent as children
+	for len(queue) > 0 {
+		it := queue[0]
+		queue = queue[1:]
+		node, err := s.hierarchyNode(ctx, userID, it.roomID, it.via, it.depth == 0, q.SuggestedOnly, known)
+		if err != nil {
+			return nil, err
+		}
+		if node == nil || !node.visible {
+			if it.depth == 0 {
+				return nil, mxerr.Forbidden("You may not see this room")
+			}
+			continue
+		}
+		if index >= offset {
+			if len(page.Rooms) == limit {
+				page.NextBatch = "h" + strconv.Itoa(index)
+				return page, nil
+			}
+			page.Rooms = append(page.Rooms, node.entry)
+		}
+		index++
+		if q.MaxDepth >= 0 && it.depth >= q.MaxDepth {
+			continue
+		}
+		for _, c := range node.children {
+			if seen[c.roomID] || (q.SuggestedOnly && !c.suggested) {
+				continue
+			}
+			seen[c.roomID] = true
+			queue = append(queue, item{roomID: c.roomID, via: c.via, depth: it.depth + 1})
+		}
+	}
+	return page, nil
+}
+
+// hierarchyNode describes roomID for userID's hierarchy walk: from our
+// own state when this server is in the room, else from another server
+// (a summary a parent's answer carried, or /hierarchy asked of via), else
+// from what we last knew of it. nil means no server could describe it;
+// the root is never asked of another server.
+func (s *Service) hierarchyNode(ctx context.Context, userID, roomID string, via []string, root, suggestedOnly bool, known map[string]*ServerHierarchyRoom) (*hierarchyNode, error) {
+	var local *hierarchyNode
+	resident := false
 	err := s.store.View(func(tx *store.Tx) error {
-		root, err := tx.RoomByID(rootID)
+		room, err := tx.RoomByID(roomID)
 		if errors.Is(err, store.ErrNotFound) {
-			return mxerr.Forbidden("You may not see this room")
+			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if ok, err := s.maySee(tx, userID, root); err != nil {
+		if resident, err = s.resident(tx, room); err != nil {
 			return err
-		} else if !ok {
-			return mxerr.Forbidden("You may not see this room")
 		}
-		type item struct {
-			room  *store.Room
-			depth int
+		local = &hierarchyNode{}
+		if local.visible, err = s.maySee(tx, userID, room); err != nil || !local.visible {
+			return err
 		}
-		queue, seen, index := []item{{root, 0}}, map[string]bool{rootID: true}, 0
-		for len(queue) > 0 {
-			it := queue[0]
-			queue = queue[1:]
-			entry, err := s.publicRoom(tx, it.room)
-			if err != nil {
-				return err
+		entry, err := s.publicRoom(tx, room)
+		if err != nil {
+			return err
+		}
+		if local.children, err = s.spaceChildren(tx, room); err != nil {
+			return err
+		}
+		local.entry = HierarchyRoom{PublicRoom: *entry, ChildrenState: []StrippedEvent{}}
+		for _, c := range local.children {
+			local.entry.ChildrenState = append(local.entry.ChildrenState, c.ev)
+		}
+		return nil
+	})
+	if err != nil || resident || root {
+		return local, err
+	}
+	summary := known[roomID]
+	if summary == nil {
+		summary = s.remoteHierarchy(ctx, roomID, via, suggestedOnly, known)
+	}
+	if summary == nil {
+		return local, nil // no other server answered: what we last knew, if anything
+	}
+	node := &hierarchyNode{entry: HierarchyRoom{PublicRoom: summary.PublicRoom, ChildrenState: summary.ChildrenState}}
+	if node.entry.ChildrenState == nil {
+		node.entry.ChildrenState = []StrippedEvent{}
+	}
+	node.children = childrenFromStripped(summary.ChildrenState)
+	if node.visible, err = s.maySeeRemote(userID, summary); err != nil {
+		return nil, err
+	}
+	return node, nil
+}
+
+// remoteHierarchy asks the via servers, in turn, for a room's summary
+// and its children's (GET /_matrix/federation/v1/hierarchy), remembering
+// the children's in known; nil when none answers.
+func (s *Service) remoteHierarchy(ctx context.Context, roomID string, via []string, suggestedOnly bool, known map[string]*ServerHierarchyRoom) *ServerHierarchyRoom {
+	if s.remote == nil {
+		return nil
+	}
+	for _, server := range via {
+		if server == s.serverName {
+			continue
+		}
+		h, err := s.remote.Hierarchy(ctx, server, roomID, suggestedOnly)
+		if err != nil {
+			s.log.Info("federation: hierarchy not fetched", "room", roomID, "server", server, "err", err)
+			continue
+		}
+		if h.Room.RoomID != roomID {
+			s.log.Info("federation: hierarchy of another room", "room", roomID, "server", server, "got", h.Room.RoomID)
+			continue
+		}
+		for i := range h.Children {
+			if c := &h.Children[i]; c.RoomID != "" && known[c.RoomID] == nil {
+				known[c.RoomID] = c
 			}
-			children, err := s.spaceChildren(tx, it.room)
-			if err != nil {
-				return err
-			}
-			hr := HierarchyRoom{PublicRoom: *entry, ChildrenState: []StrippedEvent{}}
-			for _, c := range children {
-				hr.ChildrenState = append(hr.ChildrenState, c.ev)
-			}
-			if index >= offset {
-				if len(page.Rooms) == limit {
-					page.NextBatch = "h" + strconv.Itoa(index)
+		}
+		return &h.Room
+	}
+	return nil
+}
+
+// maySeeRemote reports whether userID may see the summary of a room this
+// server is not in, as another server described it: as maySee, with the
+// restricted rooms' allowed rooms taken from the summary.
+func (s *Service) maySeeRemote(userID string, r *ServerHierarchyRoom) (bool, error) {
+	switch {
+	case r.WorldReadable, r.JoinRule == "public", r.JoinRule == "knock", r.JoinRule == "knock_restricted":
+		return true, nil
+	case r.JoinRule != "restricted":
+		return false, nil
+	}
+	ok := false
+	err := s.store.View(func(tx *store.Tx) error {
+		for _, id := range r.AllowedRoomIDs {
+			if other, err := tx.RoomByID(id); err == nil {
+				if m, err := tx.MembershipOf(userID, other.NID); err == nil && m.Membership == "join" {
+					ok = true
 					return nil
-				}
-				page.Rooms = append(page.Rooms, hr)
-			}
-			index++
-			if q.MaxDepth >= 0 && it.depth >= q.MaxDepth {
-				continue
-			}
-			for _, c := range children {
-				if seen[c.roomID] || (q.SuggestedOnly && !c.suggested) {
-					continue
-				}
-				seen[c.roomID] = true
-				child, err := tx.RoomByID(c.roomID)
-				if errors.Is(err, store.ErrNotFound) {
-					continue // a room only other servers know: federation's part
-				}
-				if err != nil {
-					return err
-				}
-				if ok, err := s.maySee(tx, userID, child); err != nil {
-					return err
-				} else if ok {
-					queue = append(queue, item{child, it.depth + 1})
 				}
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return page, nil
+	return ok, err
 }
 
 // spaceChildren returns a room's m.space.child events that name a via,
@@ -153,22 +250,53 @@ func (s *Service) spaceChildren(tx *store.Tx, room *store.Room) ([]spaceChild, e
 		if err != nil {
 			return nil, err
 		}
-		var c struct {
-			Via       []string `json:"via"`
-			Order     any      `json:"order"`
-			Suggested bool     `json:"suggested"`
+		stripped := StrippedEvent{Type: ev.Type(), StateKey: sk.Key, Content: ev.Content(), Sender: ev.Sender(), OriginServerTS: ev.OriginServerTS()}
+		if c, ok := parseSpaceChild(stripped); ok {
+			out = append(out, c)
 		}
-		if json.Unmarshal(ev.Content(), &c) != nil || len(c.Via) == 0 {
+	}
+	sortSpaceChildren(out)
+	return out, nil
+}
+
+// childrenFromStripped returns the m.space.child events among a remote
+// summary's children_state that name a via, in the spec's order.
+func childrenFromStripped(evs []StrippedEvent) []spaceChild {
+	var out []spaceChild
+	for _, ev := range evs {
+		if ev.Type != "m.space.child" {
 			continue
 		}
-		order, _ := c.Order.(string)
-		if len(order) > 50 || strings.IndexFunc(order, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0 {
-			order = "" // the spec's valid orders: up to 50 printable ASCII characters
+		if c, ok := parseSpaceChild(ev); ok {
+			out = append(out, c)
 		}
-		out = append(out, spaceChild{roomID: sk.Key, order: order, ts: ev.OriginServerTS(), suggested: c.Suggested,
-			ev: StrippedEvent{Type: ev.Type(), StateKey: sk.Key, Content: ev.Content(), Sender: ev.Sender(), OriginServerTS: ev.OriginServerTS()}})
 	}
-	slices.SortFunc(out, func(a, b spaceChild) int {
+	sortSpaceChildren(out)
+	return out
+}
+
+// parseSpaceChild reads an m.space.child event; ok is false for one that
+// names no via (the spec: such a child is not part of the space).
+func parseSpaceChild(ev StrippedEvent) (spaceChild, bool) {
+	var c struct {
+		Via       []string `json:"via"`
+		Order     any      `json:"order"`
+		Suggested bool     `json:"suggested"`
+	}
+	if json.Unmarshal(ev.Content, &c) != nil || len(c.Via) == 0 || ev.StateKey == "" {
+		return spaceChild{}, false
+	}
+	order, _ := c.Order.(string)
+	if len(order) > 50 || strings.IndexFunc(order, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0 {
+		order = "" // the spec's valid orders: up to 50 printable ASCII characters
+	}
+	return spaceChild{roomID: ev.StateKey, via: c.Via, order: order, ts: ev.OriginServerTS, suggested: c.Suggested, ev: ev}, true
+}
+
+// sortSpaceChildren puts children in the spec's order: by order (those
+// with one first), then the child event's timestamp, then room ID.
+func sortSpaceChildren(cs []spaceChild) {
+	slices.SortFunc(cs, func(a, b spaceChild) int {
 		switch {
 		case a.order != "" && b.order == "":
 			return -1
@@ -181,7 +309,6 @@ func (s *Service) spaceChildren(tx *store.Tx, room *store.Room) ([]spaceChild, e
 		}
 		return strings.Compare(a.roomID, b.roomID)
 	})
-	return out, nil
 }
 
 // maySee reports whether userID may see a room's summary in a hierarchy.

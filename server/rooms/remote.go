@@ -23,6 +23,9 @@ type Remote interface {
 	Event(ctx context.Context, server, eventID string) (json.RawMessage, error)
 	// Backfill returns events before from (/backfill).
 	Backfill(ctx context.Context, server, roomID string, from []string, limit int) ([]json.RawMessage, error)
+	// Hierarchy returns a space's summary and its children's, as server
+	// describes them to us (/hierarchy).
+	Hierarchy(ctx context.Context, server, roomID string, suggestedOnly bool) (*ServerHierarchy, error)
 }
 
 // ErrRejected wraps the refusal of a remote event: it failed its
