@@ -124,3 +124,21 @@ func (s *Service) Hierarchy(ctx context.Context, server, roomID string, suggeste
 	}
 	return &resp, nil
 }
+
+// TimestampToEvent returns the event of a room server has closest to ts
+// (GET /_matrix/federation/v1/timestamp_to_event/{roomId}).
+func (s *Service) TimestampToEvent(ctx context.Context, server, roomID string, ts int64, forward bool) (*rooms.EventAtTime, error) {
+	dir := "b"
+	if forward {
+		dir = "f"
+	}
+	var resp rooms.EventAtTime
+	uri := "/_matrix/federation/v1/timestamp_to_event/" + url.PathEscape(roomID) + "?ts=" + strconv.FormatInt(ts, 10) + "&dir=" + dir
+	if err := s.client.Call(ctx, "GET", server, uri, nil, &resp); err != nil {
+		return nil, fmt.Errorf("timestamp_to_event in %s from %s: %w", roomID, server, err)
+	}
+	if resp.EventID == "" {
+		return nil, fmt.Errorf("timestamp_to_event in %s from %s: no event_id", roomID, server)
+	}
+	return &resp, nil
+}

@@ -62,7 +62,7 @@ func (a *API) timestampToEvent(r *httpx.Request) (*rooms.EventAtTime, error) {
 	if dir != "f" && dir != "b" {
 		return nil, mxerr.InvalidParam("dir must be f or b")
 	}
-	return a.rooms.EventNear(r.Principal.UserID, r.Param("roomId"), ts, dir == "f")
+	return a.rooms.EventNear(r.Context(), r.Principal.UserID, r.Param("roomId"), ts, dir == "f")
 }
 
 type upgradeReq struct {

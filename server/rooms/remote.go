@@ -26,6 +26,10 @@ type Remote interface {
 	// Hierarchy returns a space's summary and its children's, as server
 	// describes them to us (/hierarchy).
 	Hierarchy(ctx context.Context, server, roomID string, suggestedOnly bool) (*ServerHierarchy, error)
+	// TimestampToEvent returns the event server has closest to ts: the
+	// first at or after it when forward, else the last at or before it
+	// (/timestamp_to_event).
+	TimestampToEvent(ctx context.Context, server, roomID string, ts int64, forward bool) (*EventAtTime, error)
 }
 
 // ErrRejected wraps the refusal of a remote event: it failed its
