@@ -260,8 +260,11 @@ func render(img image.Image, format string, orient int, s Size) (out []byte, out
 	}
 	t = upright(t, orient)
 
+	// PNG and GIF sources (screenshots, drawings, stickers) stay lossless,
+	// as Synapse keeps them, and so does any image with transparency;
+	// photos (JPEG, opaque WebP) become JPEG.
 	var buf bytes.Buffer
-	if format != "jpeg" && !opaque(t) {
+	if format == "png" || format == "gif" || (format != "jpeg" && !opaque(t)) {
 		if err := png.Encode(&buf, t); err != nil {
 			return nil, "", fmt.Errorf("thumbnail: encoding PNG: %w", err)
 		}
