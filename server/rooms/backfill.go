@@ -2,7 +2,6 @@ package rooms
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -15,37 +14,22 @@ import (
 // history from other servers.
 const backfillTimeout = 10 * time.Second
 
-// backfill fetches the history of a room before our earliest event from
-// a server in the room, when our timeline starts with a gap (we joined
-// late), and stores it in topological order. It reports whether it added
-// any event.
-func (s *Service) backfill(ctx context.Context, roomID string, limit int) (bool, error) {
-	if s.remote == nil {
-		return false, nil
-	}
+// backfill fetches from a server in the room the history behind gaps in
+// its timeline (backfill points, see store.GapPrevs), and stores it in
+// topological order. It reports whether it added any event. Gaps found
+// filled are dropped.
+func (s *Service) backfill(ctx context.Context, roomID string, gaps []store.TopoToken) (bool, error) {
 	unlock := s.lockRoom(roomID)
 	defer unlock()
 	var room *store.Room
-	var from []string
 	err := s.store.View(func(tx *store.Tx) (err error) {
-		if room, err = knownRoom(tx, roomID); err != nil {
-			return err
-		}
-		first, err := tx.Timeline(room.NID, nil, store.Forward, 1)
-		if err != nil || len(first) == 0 {
-			return err
-		}
-		ev, err := s.heads.event(tx, room.Version, first[0].Event.Pos)
-		if err != nil {
-			return err
-		}
-		for _, p := range ev.PrevEventIDs() {
-			if rec, err := tx.EventByID(p); errors.Is(err, store.ErrNotFound) || (err == nil && !usablePrev(rec)) {
-				from = append(from, p)
-			}
-		}
-		return nil
+		room, err = knownRoom(tx, roomID)
+		return err
 	})
+	if err != nil {
+		return false, err
+	}
+	from, err := s.openGaps(room, gaps)
 	if err != nil || len(from) == 0 {
 		return false, err
 	}
@@ -54,7 +38,7 @@ func (s *Service) backfill(ctx context.Context, roomID string, limit int) (bool,
 		return false, err
 	}
 	for _, server := range servers {
-		raws, err := s.remote.Backfill(ctx, server, roomID, from, limit)
+		raws, err := s.remote.Backfill(ctx, server, roomID, from, maxBackfill)
 		if err != nil {
 			s.log.Info("federation: backfill failed", "room", roomID, "server", server, "err", err)
 			continue
@@ -72,10 +56,39 @@ func (s *Service) backfill(ctx context.Context, roomID string, limit int) (bool,
 			}
 		}
 		if added > 0 {
-			return true, nil
+			_, err := s.openGaps(room, gaps)
+			return true, err
 		}
 	}
 	return false, nil
+}
+
+// openGaps returns the prev events missing behind gaps, and drops the
+// gaps that nothing is missing behind any more.
+func (s *Service) openGaps(room *store.Room, gaps []store.TopoToken) ([]string, error) {
+	var from []string
+	err := s.store.Update(func(tx *store.Tx) error {
+		from = from[:0]
+		for _, g := range gaps {
+			ev, err := s.heads.event(tx, room.Version, g.Pos)
+			if err != nil {
+				return err
+			}
+			missing := tx.GapPrevs(ev.PrevEventIDs())
+			if len(missing) == 0 {
+				if err := tx.DropBackfillPoint(room.NID, g); err != nil {
+					return err
+				}
+			}
+			for _, id := range missing {
+				if !slices.Contains(from, id) {
+					from = append(from, id)
+				}
+			}
+		}
+		return nil
+	})
+	return from, err
 }
 
 // addHistory checks and stores one backfilled event: against its auth
