@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"hearth/server/pdu"
@@ -14,11 +15,51 @@ import (
 // history from other servers.
 const backfillTimeout = 10 * time.Second
 
+// backfillRetry is how long a gap no server would fill is left alone:
+// every page across it would otherwise wait on the same servers again.
+const backfillRetry = time.Minute
+
+// backfillMisses remembers when gaps no server filled were last tried.
+type backfillMisses struct {
+	mu    sync.Mutex
+	tried map[uint64]time.Time // guarded by mu; by the gap event's position
+}
+
+// untried returns the gaps not tried in vain within backfillRetry.
+func (m *backfillMisses) untried(gaps []store.TopoToken, now time.Time) []store.TopoToken {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.DeleteFunc(slices.Clone(gaps), func(g store.TopoToken) bool {
+		return now.Sub(m.tried[g.Pos]) < backfillRetry
+	})
+}
+
+// missed records gaps tried in vain, forgetting those tried long ago.
+func (m *backfillMisses) missed(gaps []store.TopoToken, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.tried == nil {
+		m.tried = map[uint64]time.Time{}
+	}
+	for pos, at := range m.tried {
+		if now.Sub(at) >= backfillRetry {
+			delete(m.tried, pos)
+		}
+	}
+	for _, g := range gaps {
+		m.tried[g.Pos] = now
+	}
+}
+
 // backfill fetches from a server in the room the history behind gaps in
 // its timeline (backfill points, see store.GapPrevs), and stores it in
 // topological order. It reports whether it added any event. Gaps found
-// filled are dropped.
+// filled are dropped; gaps no server filled are not tried again for
+// backfillRetry.
 func (s *Service) backfill(ctx context.Context, roomID string, gaps []store.TopoToken) (bool, error) {
+	if gaps = s.misses.untried(gaps, s.now()); len(gaps) == 0 {
+		return false, nil
+	}
 	unlock := s.lockRoom(roomID)
 	defer unlock()
 	var room *store.Room
@@ -60,6 +101,7 @@ func (s *Service) backfill(ctx context.Context, roomID string, gaps []store.Topo
 			return true, err
 		}
 	}
+	s.misses.missed(gaps, s.now())
 	return false, nil
 }
 

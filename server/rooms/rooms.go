@@ -34,6 +34,7 @@ type Service struct {
 	heads   *headCache             // the parsed events the writers build on
 	servers serverCache            // each room's joined servers
 	members memberMemo             // who is in a room, for waking syncs
+	misses  backfillMisses         // gaps no server filled lately
 
 	// Unread counts unread notifications for sync; the push rules replace
 	// the default.
