@@ -38,6 +38,15 @@ var (
 	// bucketRoomTopo indexes a room's timeline by topology: NID, depth,
 	// pos → nothing.
 	bucketRoomTopo = []byte("roomnid_depth_pos")
+	// bucketStreamGaps marks where a room's live timeline has a gap: NID,
+	// pos of a live event some of whose prev events we lacked when it
+	// came (see GapPrevs) → nothing. Kept for good: a sync across it is
+	// limited, whatever backfill later fetched.
+	bucketStreamGaps = []byte("roomnid_gappos")
+	// bucketBackfillPoints lists the gaps of a room's topological order
+	// that backfill has yet to fill: NID, depth, pos of a timeline event
+	// (live or backfilled) some of whose prev events we lack → nothing.
+	bucketBackfillPoints = []byte("roomnid_depth_gappos")
 	// bucketRoomState is the materialised current state: NID, type 0x00
 	// state key → pos.
 	bucketRoomState = []byte("roomnid_type_statekey_pos")
@@ -178,6 +187,7 @@ var allBuckets = [][]byte{
 	bucketFedQueue, bucketFedInFlight, bucketFedTxns,
 	bucketOpenID,
 	bucketFederatedDevices, bucketRemoteDeviceLists, bucketRemoteDevices, bucketInboundToDevice,
+	bucketStreamGaps, bucketBackfillPoints,
 }
 
 // appendOnly lists the buckets keyed by stream position alone, whose new

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Room is what the store keeps about a room besides its events.
@@ -275,7 +277,8 @@ type Membership struct {
 // becoming the room's current state: the event record, the stream and
 // topological indexes, a state snapshot delta and the current state for a
 // state event, the membership index for a member event, the forward
-// extremities and the transaction map. room is updated in place.
+// extremities, the transaction map, and the gap before ev if it follows
+// one (see GapPrevs). room is updated in place.
 func (tx *Tx) AppendEvent(room *Room, ev *NewEvent) (uint64, error) {
 	events := tx.btx.Bucket(bucketEvents)
 	var pos uint64
@@ -305,6 +308,9 @@ func (tx *Tx) AppendEvent(room *Room, ev *NewEvent) (uint64, error) {
 		return 0, err
 	}
 	if err := tx.btx.Bucket(bucketRoomTopo).Put(nidKey(room.NID, u64(uint64(ev.Depth)), u64(pos)), nil); err != nil {
+		return 0, err
+	}
+	if err := tx.markGap(room.NID, pos, ev.Depth, ev.PrevEvents, true); err != nil {
 		return 0, err
 	}
 	after := before
@@ -441,8 +447,9 @@ func eventMembership(js []byte) string {
 // AddHistory stores an event of a room's past that another server gave
 // us (backfill): in the topological order that /messages pages through,
 // with the state before it, but not in the stream that /sync delivers,
-// and changing neither the current state nor the forward extremities. An
-// outlier of that ID joins the timeline where it was stored.
+// and changing neither the current state nor the forward extremities; the
+// gap before it, if it follows one, becomes a backfill point. An outlier
+// of that ID joins the timeline where it was stored.
 func (tx *Tx) AddHistory(room *Room, ev *NewEvent, stateBefore uint64) (uint64, error) {
 	events := tx.btx.Bucket(bucketEvents)
 	var pos uint64
@@ -461,7 +468,10 @@ func (tx *Tx) AddHistory(room *Room, ev *NewEvent, stateBefore uint64) (uint64, 
 	if err := tx.btx.Bucket(bucketEventIDs).Put([]byte(ev.EventID), u64(pos)); err != nil {
 		return 0, err
 	}
-	return pos, tx.btx.Bucket(bucketRoomTopo).Put(nidKey(room.NID, u64(uint64(ev.Depth)), u64(pos)), nil)
+	if err := tx.btx.Bucket(bucketRoomTopo).Put(nidKey(room.NID, u64(uint64(ev.Depth)), u64(pos)), nil); err != nil {
+		return 0, err
+	}
+	return pos, tx.markGap(room.NID, pos, ev.Depth, ev.PrevEvents, false)
 }
 
 // SetOutlierMembership records a user's membership of a room we are not
@@ -587,6 +597,13 @@ type TimelineEntry struct {
 // strictly after from in direction dir (nil starts at the end the
 // direction starts from).
 func (tx *Tx) Timeline(roomNID uint64, from *TopoToken, dir TimelineDir, limit int) ([]TimelineEntry, error) {
+	return tx.TimelineUpto(roomNID, from, dir, limit, ^uint64(0))
+}
+
+// TimelineUpto is Timeline without the live events after stream position
+// upto: the room as a sync token up to there saw it, with all the history
+// backfilled since, which /sync never delivers.
+func (tx *Tx) TimelineUpto(roomNID uint64, from *TopoToken, dir TimelineDir, limit int, upto uint64) ([]TimelineEntry, error) {
 	c := tx.btx.Bucket(bucketRoomTopo).Cursor()
 	prefix := u64(roomNID)
 	var k []byte
@@ -606,18 +623,26 @@ func (tx *Tx) Timeline(roomNID uint64, from *TopoToken, dir TimelineDir, limit i
 		k, _ = c.Prev()
 	}
 	var out []TimelineEntry
-	for k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit {
+	for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k = step(c, dir) {
 		pos := binary.BigEndian.Uint64(k[16:])
+		if pos > upto && tx.isLive(roomNID, pos) {
+			continue
+		}
 		ev, err := tx.Event(pos)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, TimelineEntry{Event: ev, Token: TopoToken{Depth: int64(binary.BigEndian.Uint64(k[8:])), Pos: pos}})
-		if dir == Forward {
-			k, _ = c.Next()
-		} else {
-			k, _ = c.Prev()
-		}
 	}
 	return out, nil
+}
+
+func step(c *bolt.Cursor, dir TimelineDir) []byte {
+	var k []byte
+	if dir == Forward {
+		k, _ = c.Next()
+	} else {
+		k, _ = c.Prev()
+	}
+	return k
 }

@@ -115,6 +115,8 @@ var migrations = []func(tx *bolt.Tx) error{
 	createBuckets,
 	// 15 → 16: device lists across servers, inbound to-device dedupe.
 	createBuckets,
+	// 16 → 17: timeline gaps and backfill points.
+	createBuckets,
 }
 
 // createBuckets creates every bucket of the current schema that is missing.

@@ -2,9 +2,9 @@ package rooms
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"hearth/server/pdu"
@@ -15,37 +15,62 @@ import (
 // history from other servers.
 const backfillTimeout = 10 * time.Second
 
-// backfill fetches the history of a room before our earliest event from
-// a server in the room, when our timeline starts with a gap (we joined
-// late), and stores it in topological order. It reports whether it added
-// any event.
-func (s *Service) backfill(ctx context.Context, roomID string, limit int) (bool, error) {
-	if s.remote == nil {
+// backfillRetry is how long a gap no server would fill is left alone:
+// every page across it would otherwise wait on the same servers again.
+const backfillRetry = time.Minute
+
+// backfillMisses remembers when gaps no server filled were last tried.
+type backfillMisses struct {
+	mu    sync.Mutex
+	tried map[uint64]time.Time // guarded by mu; by the gap event's position
+}
+
+// untried returns the gaps not tried in vain within backfillRetry.
+func (m *backfillMisses) untried(gaps []store.TopoToken, now time.Time) []store.TopoToken {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.DeleteFunc(slices.Clone(gaps), func(g store.TopoToken) bool {
+		return now.Sub(m.tried[g.Pos]) < backfillRetry
+	})
+}
+
+// missed records gaps tried in vain, forgetting those tried long ago.
+func (m *backfillMisses) missed(gaps []store.TopoToken, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.tried == nil {
+		m.tried = map[uint64]time.Time{}
+	}
+	for pos, at := range m.tried {
+		if now.Sub(at) >= backfillRetry {
+			delete(m.tried, pos)
+		}
+	}
+	for _, g := range gaps {
+		m.tried[g.Pos] = now
+	}
+}
+
+// backfill fetches from a server in the room the history behind gaps in
+// its timeline (backfill points, see store.GapPrevs), and stores it in
+// topological order. It reports whether it added any event. Gaps found
+// filled are dropped; gaps no server filled are not tried again for
+// backfillRetry.
+func (s *Service) backfill(ctx context.Context, roomID string, gaps []store.TopoToken) (bool, error) {
+	if gaps = s.misses.untried(gaps, s.now()); len(gaps) == 0 {
 		return false, nil
 	}
 	unlock := s.lockRoom(roomID)
 	defer unlock()
 	var room *store.Room
-	var from []string
 	err := s.store.View(func(tx *store.Tx) (err error) {
-		if room, err = knownRoom(tx, roomID); err != nil {
-			return err
-		}
-		first, err := tx.Timeline(room.NID, nil, store.Forward, 1)
-		if err != nil || len(first) == 0 {
-			return err
-		}
-		ev, err := s.heads.event(tx, room.Version, first[0].Event.Pos)
-		if err != nil {
-			return err
-		}
-		for _, p := range ev.PrevEventIDs() {
-			if rec, err := tx.EventByID(p); errors.Is(err, store.ErrNotFound) || (err == nil && !usablePrev(rec)) {
-				from = append(from, p)
-			}
-		}
-		return nil
+		room, err = knownRoom(tx, roomID)
+		return err
 	})
+	if err != nil {
+		return false, err
+	}
+	from, err := s.openGaps(room, gaps)
 	if err != nil || len(from) == 0 {
 		return false, err
 	}
@@ -54,7 +79,7 @@ func (s *Service) backfill(ctx context.Context, roomID string, limit int) (bool,
 		return false, err
 	}
 	for _, server := range servers {
-		raws, err := s.remote.Backfill(ctx, server, roomID, from, limit)
+		raws, err := s.remote.Backfill(ctx, server, roomID, from, maxBackfill)
 		if err != nil {
 			s.log.Info("federation: backfill failed", "room", roomID, "server", server, "err", err)
 			continue
@@ -72,10 +97,40 @@ func (s *Service) backfill(ctx context.Context, roomID string, limit int) (bool,
 			}
 		}
 		if added > 0 {
-			return true, nil
+			_, err := s.openGaps(room, gaps)
+			return true, err
 		}
 	}
+	s.misses.missed(gaps, s.now())
 	return false, nil
+}
+
+// openGaps returns the prev events missing behind gaps, and drops the
+// gaps that nothing is missing behind any more.
+func (s *Service) openGaps(room *store.Room, gaps []store.TopoToken) ([]string, error) {
+	var from []string
+	err := s.store.Update(func(tx *store.Tx) error {
+		from = from[:0]
+		for _, g := range gaps {
+			ev, err := s.heads.event(tx, room.Version, g.Pos)
+			if err != nil {
+				return err
+			}
+			missing := tx.GapPrevs(ev.PrevEventIDs())
+			if len(missing) == 0 {
+				if err := tx.DropBackfillPoint(room.NID, g); err != nil {
+					return err
+				}
+			}
+			for _, id := range missing {
+				if !slices.Contains(from, id) {
+					from = append(from, id)
+				}
+			}
+		}
+		return nil
+	})
+	return from, err
 }
 
 // addHistory checks and stores one backfilled event: against its auth

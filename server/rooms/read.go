@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -319,17 +320,23 @@ type MessagesQuery struct {
 	Limit    int
 	Filter   *filter.RoomEvent
 	DeviceID string // the requesting device, shown its own transaction IDs
-
-	backfilled bool // history was fetched from other servers for this request
 }
 
 // Messages pages through a room's timeline in topological order, as far
 // as userID may see. End is omitted when there is nothing further, as the
 // spec says. With lazy_load_members, State holds the member events of the
 // chunk's senders.
+//
+// Paging back from a sync token (a sync's prev_batch) gives the events
+// before it topologically, leaving out those /sync delivers after it:
+// events that came late from another server sort before events we had
+// earlier, and must not hide them.
+//
+// Paging back across a gap in the timeline (history we never had, such
+// as what came before we joined) fetches it from the room's other
+// servers first, as often as it takes to fill the page or until they
+// have nothing more, within backfillTimeout.
 func (s *Service) Messages(userID, roomID string, q MessagesQuery) (*Page, error) {
-	var cursor, stop *store.TopoToken
-	var err error
 	for _, tok := range []string{q.From, q.To} {
 		if tok != "" {
 			if _, ok := syncTokenPos(tok); !ok {
@@ -339,6 +346,33 @@ func (s *Service) Messages(userID, roomID string, q MessagesQuery) (*Page, error
 			}
 		}
 	}
+	deadline := s.now().Add(backfillTimeout)
+	for {
+		page, gaps, err := s.messagesPage(userID, roomID, q)
+		if err != nil || len(gaps) == 0 || s.remote == nil || !s.now().Before(deadline) {
+			return page, err
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		added, err := s.backfill(ctx, roomID, gaps)
+		cancel()
+		if err != nil {
+			s.log.Info("federation: backfill", "room", roomID, "err", err)
+		}
+		if !added {
+			return page, nil
+		}
+	}
+}
+
+// maxGapsPerBackfill bounds the gaps one backfill request starts from.
+const maxGapsPerBackfill = 5
+
+// messagesPage reads one page of /messages from what we have, and for a
+// backward page returns the unfilled gaps in the stretch it covered
+// (between its start and its last event, or the room's start when it
+// reached that): the history there is incomplete.
+func (s *Service) messagesPage(userID, roomID string, q MessagesQuery) (*Page, []store.TopoToken, error) {
+	var cursor, stop *store.TopoToken
 	dir := store.Forward
 	if q.Backward {
 		dir = store.Backward
@@ -352,25 +386,39 @@ func (s *Service) Messages(userID, roomID string, q MessagesQuery) (*Page, error
 		}
 		return t.Depth > stop.Depth || t.Depth == stop.Depth && t.Pos > stop.Pos
 	}
+	// upto leaves out the live events after a sync token paged back from.
+	upto := ^uint64(0)
+	high := int64(math.MaxInt64) // the depth the page starts below
 	page := &Page{Chunk: []*ClientEvent{}, Start: q.From}
-	err = s.store.View(func(tx *store.Tx) error {
+	var gaps []store.TopoToken
+	err := s.store.View(func(tx *store.Tx) error {
 		v, err := s.viewFor(tx, userID, roomID)
 		if err != nil {
 			return err
 		}
 		v.device = q.DeviceID
-		if q.From != "" {
+		if pos, isSync := syncTokenPos(q.From); isSync && q.Backward {
+			upto = pos
+		} else if q.From != "" {
 			if cursor, err = s.pageToken(tx, v.room, q.From, q.Backward); err != nil {
 				return err
 			}
+			high = cursor.Depth
 		}
 		if q.To != "" {
 			if stop, err = s.pageToken(tx, v.room, q.To, !q.Backward); err != nil {
 				return err
 			}
 		}
+		// low is the depth the page reached down to: 0 at the room's start.
+		low := int64(0)
+		defer func() {
+			if q.Backward {
+				gaps = s.gapsIn(tx, v.room, low, high)
+			}
+		}()
 		for len(page.Chunk) < q.Limit {
-			entries, err := tx.Timeline(v.room.NID, cursor, dir, q.Limit-len(page.Chunk))
+			entries, err := tx.TimelineUpto(v.room.NID, cursor, dir, q.Limit-len(page.Chunk), upto)
 			if err != nil {
 				return err
 			}
@@ -379,6 +427,7 @@ func (s *Service) Messages(userID, roomID string, q MessagesQuery) (*Page, error
 			}
 			for i, e := range entries {
 				if beyond(e.Token) {
+					low = stop.Depth
 					return s.lazyMembers(tx, v, q.Filter, page)
 				}
 				if page.Start == "" && i == 0 {
@@ -402,36 +451,43 @@ func (s *Service) Messages(userID, roomID string, q MessagesQuery) (*Page, error
 				}
 			}
 		}
-		more, err := tx.Timeline(v.room.NID, cursor, dir, 1)
+		more, err := tx.TimelineUpto(v.room.NID, cursor, dir, 1, upto)
 		if err != nil {
 			return err
 		}
 		if len(more) > 0 && !beyond(more[0].Token) {
 			page.End = topoToken(cursor)
+			low = cursor.Depth
 		}
 		return s.lazyMembers(tx, v, q.Filter, page)
 	})
 	if err != nil {
-		return nil, err
-	}
-	if q.Backward && page.End == "" && len(page.Chunk) < q.Limit && !q.backfilled && s.remote != nil {
-		// Our history ends here: a room we joined late has more on the
-		// servers that were in it before us.
-		ctx, cancel := context.WithTimeout(context.Background(), backfillTimeout)
-		added, err := s.backfill(ctx, roomID, max(2*q.Limit, 20))
-		cancel()
-		if err != nil {
-			s.log.Info("federation: backfill", "room", roomID, "err", err)
-		}
-		if added {
-			q.backfilled = true
-			return s.Messages(userID, roomID, q)
-		}
+		return nil, nil, err
 	}
 	if page.Start == "" {
 		page.Start = "t0_0"
 	}
-	return page, nil
+	return page, gaps, nil
+}
+
+// gapsIn returns the unfilled gaps of a room's timeline whose event's
+// depth is in [low, high], deepest first. A room joined before the store
+// kept backfill points has none recorded; its gap is at its first event,
+// found when paging reaches it (low 0).
+func (s *Service) gapsIn(tx *store.Tx, room *store.Room, low, high int64) []store.TopoToken {
+	gaps := tx.BackfillPoints(room.NID, low, high, maxGapsPerBackfill)
+	if len(gaps) > 0 || low > 0 {
+		return gaps
+	}
+	first, err := tx.Timeline(room.NID, nil, store.Forward, 1)
+	if err != nil || len(first) == 0 || first[0].Token.Depth > high {
+		return nil
+	}
+	ev, err := s.heads.event(tx, room.Version, first[0].Token.Pos)
+	if err != nil || len(tx.GapPrevs(ev.PrevEventIDs())) == 0 {
+		return nil
+	}
+	return []store.TopoToken{first[0].Token}
 }
 
 // lazyMembers fills page.State with the member events of the chunk's

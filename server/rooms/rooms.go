@@ -33,6 +33,7 @@ type Service struct {
 	locks   map[string]*sync.Mutex // one writer per room
 	heads   *headCache             // the parsed events the writers build on
 	members memberCache            // each room's members, joined members and servers
+	misses  backfillMisses         // gaps no server filled lately
 
 	// Unread counts unread notifications for sync; the push rules replace
 	// the default.

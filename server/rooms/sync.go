@@ -294,14 +294,24 @@ func (s *Service) syncLeft(tx *store.Tx, req *SyncRequest, room *store.Room, m s
 }
 
 // syncTimeline returns the newest visible events of a room in (since,
-// upto] and the stored form of the first of them.
+// upto] and the stored form of the first of them. Where the room's
+// timeline has a gap in that window (events came whose prev events we
+// never got), it starts after the gap and is limited, as Synapse does:
+// the client pages back into the gap from prev_batch, which backfills it,
+// instead of taking the events on either side for one unbroken stretch.
 func (s *Service) syncTimeline(tx *store.Tx, v *view, req *SyncRequest, room *store.Room, since, upto uint64) (*Timeline, *store.StoredEvent, error) {
 	limit := max(req.TimelineLimit, 0)
+	gap := false
+	if since != 0 {
+		if pos, ok := tx.LastStreamGap(room.NID, since, upto); ok {
+			since, gap = pos-1, true
+		}
+	}
 	recs, limited, err := tx.RoomStream(room.NID, since, upto, limit)
 	if err != nil {
 		return nil, nil, err
 	}
-	tl := &Timeline{Events: []*ClientEvent{}, Limited: limited}
+	tl := &Timeline{Events: []*ClientEvent{}, Limited: limited || gap}
 	var first *store.StoredEvent
 	for _, rec := range recs {
 		ce, err := s.shown(tx, v, rec, req.Timeline)
@@ -317,15 +327,15 @@ func (s *Service) syncTimeline(tx *store.Tx, v *view, req *SyncRequest, room *st
 		tl.Events = append(tl.Events, ce)
 	}
 	if len(recs) > 0 {
-		ev, err := pdu.Parse(room.Version, recs[0].JSON, recs[0].Flags&store.FlagRedacted != 0)
-		if err != nil {
-			return nil, nil, err
-		}
-		tl.PrevBatch = topoToken(&store.TopoToken{Depth: ev.Depth(), Pos: recs[0].Pos})
+		// The stream position right before the first event: /messages
+		// pages back from there through what came before it in the
+		// topological order, which events that arrived late from another
+		// server must not cut short (see Messages).
+		tl.PrevBatch = "s" + strconv.FormatUint(recs[0].Pos-1, 10)
 		if first == nil {
 			first = recs[0]
 		}
-	} else if limited {
+	} else if tl.Limited {
 		// An empty timeline (limit 0) that left events out: /messages
 		// pages back from the end of the window.
 		tl.PrevBatch = "s" + strconv.FormatUint(upto, 10)
