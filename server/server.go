@@ -146,7 +146,7 @@ func Open(cfg Config) (*Server, error) {
 	s.rooms.OnNotify = func(pos uint64, users ...string) { s.notifier.Notify(pos, users) }
 	// Keys and sync first: federation delivers EDUs to them.
 	s.keys = keys.New(st, s.accounts, s.notifyDeviceChange)
-	s.accounts.OnDevicesDeleted = func(lp string) { s.keys.DeviceChanged(s.accounts.UserID(lp)) }
+	s.accounts.OnDevicesChanged = func(lp string) { s.keys.DeviceChanged(s.accounts.UserID(lp)) }
 	s.sync = syncapi.New(st, s.rooms, s.notifier, !cfg.NoPresence, s.keys)
 	if err := s.openFederation(mux); err != nil {
 		st.Close()
