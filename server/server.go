@@ -144,6 +144,7 @@ func Open(cfg Config) (*Server, error) {
 	s.notifier = syncapi.NewNotifier(latest)
 	s.rooms.OnAppend = s.notifyAppend
 	s.rooms.OnNotify = func(pos uint64, users ...string) { s.notifier.Notify(pos, users) }
+	s.rooms.OnJoined = s.federateDevicesOnJoin
 	// Keys and sync first: federation delivers EDUs to them.
 	s.keys = keys.New(st, s.accounts, s.notifyDeviceChange)
 	s.accounts.OnDevicesChanged = func(lp string) { s.keys.DeviceChanged(s.accounts.UserID(lp)) }

@@ -154,6 +154,40 @@ func (s *Service) DeviceListEDUs(userID string) ([][]byte, error) {
 	return edus, err
 }
 
+// DeviceListSnapshot returns one m.device_list_update EDU per device of
+// a local user, as DeviceListEDUs last told other servers of it, for
+// servers that just came to share a room with the user and so have not
+// been following their list. Each carries the user's latest stream ID
+// and no prev_id: a server that has nothing cached fetches the whole
+// list (GET /user/devices answers with that stream ID, so the updates
+// that follow chain on from it), and one that is up to date ignores
+// them. Call DeviceListEDUs first, so that nothing is left untold.
+func (s *Service) DeviceListSnapshot(userID string) ([][]byte, error) {
+	lp, ok := s.acc.LocalpartOf(userID)
+	if !ok {
+		return nil, nil
+	}
+	var edus [][]byte
+	err := s.store.View(func(tx *store.Tx) error {
+		f, err := tx.FederatedDevices(userID)
+		if err != nil || f.StreamID == 0 {
+			return err // never told anyone of a device: nothing to follow on from
+		}
+		devices, err := s.federatedDevices(tx, lp, userID)
+		if err != nil {
+			return err
+		}
+		for _, id := range sortedKeys(devices) {
+			if _, told := f.Devices[id]; told {
+				edus = append(edus, edu("m.device_list_update", &DeviceListUpdate{UserID: userID, DeviceID: id,
+					DisplayName: devices[id].name, StreamID: f.StreamID, Keys: devices[id].keys}))
+			}
+		}
+		return nil
+	})
+	return edus, err
+}
+
 // fedDevice is a local user's device as other servers see it.
 type fedDevice struct {
 	name string
