@@ -57,3 +57,39 @@ func (s *Server) federateDeviceList(userID string, peers []string) {
 		s.log.Warn("federation: device-list update", "user", userID, "err", err)
 	}
 }
+
+// federateDevicesOnJoin tells the servers a local user's join brought
+// them into contact with for the first time what devices the user has,
+// as the spec asks ("when that user joins a room which contains servers
+// which are not already receiving updates"): without it those servers'
+// users encrypt for the user from whatever they last cached, or not at
+// all, until something else makes them fetch the list. The servers
+// already sharing a room with the user follow their list through the
+// ordinary updates and are sent nothing new.
+func (s *Server) federateDevicesOnJoin(userID, roomID string) {
+	if s.sender == nil {
+		return
+	}
+	servers, err := s.rooms.NewlySharedServers(userID, roomID)
+	if err != nil || len(servers) == 0 {
+		if err != nil {
+			s.log.Warn("federation: servers new to a joiner", "user", userID, "room", roomID, "err", err)
+		}
+		return
+	}
+	// What changed and was never told goes first, to everyone sharing a
+	// room now, so that the snapshot's stream ID is what every peer has
+	// been or will be told.
+	peers, err := s.rooms.SharedUsers(userID)
+	if err != nil {
+		s.log.Warn("sync notification: users sharing a room", "user", userID, "err", err)
+	}
+	s.federateDeviceList(userID, peers)
+	edus, err := s.keys.DeviceListSnapshot(userID)
+	if err == nil && len(edus) > 0 {
+		err = s.sender.Enqueue(servers, nil, edus)
+	}
+	if err != nil {
+		s.log.Warn("federation: device list for a joiner", "user", userID, "room", roomID, "err", err)
+	}
+}

@@ -144,9 +144,10 @@ func Open(cfg Config) (*Server, error) {
 	s.notifier = syncapi.NewNotifier(latest)
 	s.rooms.OnAppend = s.notifyAppend
 	s.rooms.OnNotify = func(pos uint64, users ...string) { s.notifier.Notify(pos, users) }
+	s.rooms.OnJoined = s.federateDevicesOnJoin
 	// Keys and sync first: federation delivers EDUs to them.
 	s.keys = keys.New(st, s.accounts, s.notifyDeviceChange)
-	s.accounts.OnDevicesDeleted = func(lp string) { s.keys.DeviceChanged(s.accounts.UserID(lp)) }
+	s.accounts.OnDevicesChanged = func(lp string) { s.keys.DeviceChanged(s.accounts.UserID(lp)) }
 	s.sync = syncapi.New(st, s.rooms, s.notifier, !cfg.NoPresence, s.keys)
 	if err := s.openFederation(mux); err != nil {
 		st.Close()

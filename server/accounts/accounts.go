@@ -32,10 +32,11 @@ type Service struct {
 	uia   *uiaSessions
 	now   func() time.Time
 
-	// OnDevicesDeleted, when set, is called after devices of a user were
-	// deleted (the store records that as a device-list change), so that
-	// the syncs of those who encrypt for them are woken.
-	OnDevicesDeleted func(localpart string)
+	// OnDevicesChanged, when set, is called after devices of a user were
+	// deleted or renamed (the store records that as a device-list
+	// change), so that the syncs of those who encrypt for them are woken
+	// and other servers told.
+	OnDevicesChanged func(localpart string)
 }
 
 // New returns the account service over st.
@@ -414,14 +415,14 @@ func (s *Service) Logout(lp, deviceID string) error {
 // LogoutAll deletes every device of a user except keep ("" for none).
 func (s *Service) LogoutAll(lp, keep string) error {
 	err := s.store.Update(func(tx *store.Tx) error { return tx.DeleteAllDevices(lp, keep) })
-	s.devicesDeleted(lp, err)
+	s.devicesChanged(lp, err)
 	return err
 }
 
-// devicesDeleted tells OnDevicesDeleted about a deletion that committed.
-func (s *Service) devicesDeleted(lp string, err error) {
-	if err == nil && s.OnDevicesDeleted != nil {
-		s.OnDevicesDeleted(lp)
+// devicesChanged tells OnDevicesChanged about a change that committed.
+func (s *Service) devicesChanged(lp string, err error) {
+	if err == nil && s.OnDevicesChanged != nil {
+		s.OnDevicesChanged(lp)
 	}
 }
 
@@ -453,7 +454,7 @@ func (s *Service) SetPassword(lp, password string, logoutOthers bool, keep strin
 		return nil
 	})
 	if logoutOthers {
-		s.devicesDeleted(lp, err)
+		s.devicesChanged(lp, err)
 	}
 	return err
 }
@@ -475,7 +476,7 @@ func (s *Service) Deactivate(lp string, erase bool) error {
 		}
 		return tx.DeleteAllDevices(lp, "")
 	})
-	s.devicesDeleted(lp, err)
+	s.devicesChanged(lp, err)
 	if err == nil {
 		s.log.Info("account deactivated", "user", s.UserID(lp), "erase", erase)
 	}
@@ -505,18 +506,29 @@ func (s *Service) Device(lp, id string) (*store.Device, error) {
 	return d, err
 }
 
-// RenameDevice sets a device's display name, or M_NOT_FOUND.
+// RenameDevice sets a device's display name, or M_NOT_FOUND. A new name
+// is a device-list change: those who encrypt for the device see its name
+// in their key queries, on this server and others.
 func (s *Service) RenameDevice(lp, id, name string) error {
+	renamed := false
 	err := s.store.Update(func(tx *store.Tx) error {
+		renamed = false
 		d, err := tx.Device(lp, id)
-		if err != nil {
+		if err != nil || d.DisplayName == name {
 			return err
 		}
-		d.DisplayName = name
-		return tx.PutDevice(d)
+		d.DisplayName, renamed = name, true
+		if err := tx.PutDevice(d); err != nil {
+			return err
+		}
+		_, err = tx.RecordDeviceListChange(s.UserID(lp))
+		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return mxerr.NotFound("Unknown device")
+	}
+	if renamed {
+		s.devicesChanged(lp, err)
 	}
 	return err
 }
@@ -533,7 +545,7 @@ func (s *Service) DeleteDevices(lp string, ids []string) error {
 		}
 		return nil
 	})
-	s.devicesDeleted(lp, err)
+	s.devicesChanged(lp, err)
 	return err
 }
 

@@ -14,7 +14,10 @@ import (
 // What other servers learn of our users' keys: the answers of the
 // federation key endpoints, and the m.device_list_update and
 // m.signing_key_update EDUs that tell the servers sharing a room with a
-// user what changed.
+// user what changed. Device display names travel with them, as the
+// spec's EDU and Synapse's allow_device_name_lookup_over_federation
+// (which Complement turns on) have it: a peer's client shows which of a
+// user's devices it is encrypting for.
 
 // LocalUserDevices answers GET /user/devices/{userId} for a local user:
 // their devices with keys, their master and self-signing keys, and the
@@ -32,13 +35,13 @@ func (s *Service) LocalUserDevices(userID string) (*UserDevices, error) {
 			return err
 		}
 		out.StreamID = f.StreamID
-		devices, err := s.federatedDeviceKeys(tx, lp, userID)
+		devices, err := s.federatedDevices(tx, lp, userID)
 		if err != nil {
 			return err
 		}
 		for _, id := range sortedKeys(devices) {
-			if devices[id] != nil {
-				out.Devices = append(out.Devices, UserDevice{DeviceID: id, Keys: devices[id]})
+			if d := devices[id]; d.keys != nil {
+				out.Devices = append(out.Devices, UserDevice{DeviceID: id, DisplayName: d.name, Keys: d.keys})
 			}
 		}
 		cs, err := s.federatedCrossSigning(tx, lp, userID)
@@ -82,10 +85,10 @@ func (s *Service) ClaimForServer(oneTimeKeys map[string]map[string]string) (*Fed
 // DeviceListEDUs returns the EDUs (each {"edu_type", "content"}) that
 // tell other servers what changed in a local user's devices and
 // cross-signing keys since they were last told, and records them as
-// told: one m.device_list_update per device added, changed or deleted,
-// each with its own stream ID and the previous one as prev_id, and one
-// m.signing_key_update if the cross-signing keys changed. Nothing new
-// returns none.
+// told: one m.device_list_update per device added, changed (keys or
+// display name) or deleted, each with its own stream ID and the previous
+// one as prev_id, and one m.signing_key_update if the cross-signing keys
+// changed. Nothing new returns none.
 func (s *Service) DeviceListEDUs(userID string) ([][]byte, error) {
 	lp, ok := s.acc.LocalpartOf(userID)
 	if !ok {
@@ -98,7 +101,7 @@ func (s *Service) DeviceListEDUs(userID string) ([][]byte, error) {
 		if err != nil {
 			return err
 		}
-		devices, err := s.federatedDeviceKeys(tx, lp, userID)
+		devices, err := s.federatedDevices(tx, lp, userID)
 		if err != nil {
 			return err
 		}
@@ -118,12 +121,12 @@ func (s *Service) DeviceListEDUs(userID string) ([][]byte, error) {
 			edus = append(edus, edu("m.device_list_update", u))
 		}
 		for _, id := range sortedKeys(devices) {
-			d := digest(devices[id])
+			d := devices[id].digest()
 			if have, ok := f.Devices[id]; ok && have == d {
 				continue
 			}
 			f.Devices[id] = d
-			next(&DeviceListUpdate{DeviceID: id, Keys: devices[id]})
+			next(&DeviceListUpdate{DeviceID: id, DisplayName: devices[id].name, Keys: devices[id].keys})
 		}
 		for _, id := range gone {
 			delete(f.Devices, id)
@@ -151,25 +154,70 @@ func (s *Service) DeviceListEDUs(userID string) ([][]byte, error) {
 	return edus, err
 }
 
-// federatedDeviceKeys returns a local user's devices by ID, each with its
-// keys as other servers see them (the owner's signatures merged in, no
-// display name), or nil for a device without keys.
-func (s *Service) federatedDeviceKeys(tx *store.Tx, lp, userID string) (map[string]json.RawMessage, error) {
+// DeviceListSnapshot returns one m.device_list_update EDU per device of
+// a local user, as DeviceListEDUs last told other servers of it, for
+// servers that just came to share a room with the user and so have not
+// been following their list. Each carries the user's latest stream ID
+// and no prev_id: a server that has nothing cached fetches the whole
+// list (GET /user/devices answers with that stream ID, so the updates
+// that follow chain on from it), and one that is up to date ignores
+// them. Call DeviceListEDUs first, so that nothing is left untold.
+func (s *Service) DeviceListSnapshot(userID string) ([][]byte, error) {
+	lp, ok := s.acc.LocalpartOf(userID)
+	if !ok {
+		return nil, nil
+	}
+	var edus [][]byte
+	err := s.store.View(func(tx *store.Tx) error {
+		f, err := tx.FederatedDevices(userID)
+		if err != nil || f.StreamID == 0 {
+			return err // never told anyone of a device: nothing to follow on from
+		}
+		devices, err := s.federatedDevices(tx, lp, userID)
+		if err != nil {
+			return err
+		}
+		for _, id := range sortedKeys(devices) {
+			if _, told := f.Devices[id]; told {
+				edus = append(edus, edu("m.device_list_update", &DeviceListUpdate{UserID: userID, DeviceID: id,
+					DisplayName: devices[id].name, StreamID: f.StreamID, Keys: devices[id].keys}))
+			}
+		}
+		return nil
+	})
+	return edus, err
+}
+
+// fedDevice is a local user's device as other servers see it.
+type fedDevice struct {
+	name string
+	keys json.RawMessage // nil for a device without keys
+}
+
+// digest identifies what other servers were told of a device.
+func (d fedDevice) digest() string {
+	return digest(d.keys) + " " + d.name
+}
+
+// federatedDevices returns a local user's devices by ID, each with its
+// display name and its keys as other servers see them (the owner's
+// signatures merged in).
+func (s *Service) federatedDevices(tx *store.Tx, lp, userID string) (map[string]fedDevice, error) {
 	devices, err := tx.Devices(lp)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]json.RawMessage, len(devices))
+	out := make(map[string]fedDevice, len(devices))
 	for _, d := range devices {
 		js, err := tx.DeviceKeys(lp, d.ID)
 		if errors.Is(err, store.ErrNotFound) {
-			out[d.ID] = nil
+			out[d.ID] = fedDevice{name: d.DisplayName}
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		out[d.ID] = withSignatures(js, ownSignatures(tx.KeySignatures(lp, d.ID), userID, ""), nil)
+		out[d.ID] = fedDevice{name: d.DisplayName, keys: withSignatures(js, ownSignatures(tx.KeySignatures(lp, d.ID), userID, ""), nil)}
 	}
 	return out, nil
 }

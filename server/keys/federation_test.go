@@ -2,6 +2,7 @@ package keys_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"slices"
 	"testing"
@@ -147,45 +148,44 @@ func TestDeviceListsAcrossServers(t *testing.T) {
 	query := func() map[string]any {
 		return alice.Must(200, "POST", "/_matrix/client/v3/keys/query", map[string]any{"device_keys": map[string]any{bob.UserID: []string{}}}).JSON
 	}
-	// waitChanged waits for bob in alice's device_lists.changed.
-	waitChanged := func(what string) {
+	// waitKeys waits for bob in alice's device_lists.changed and for
+	// alice's query, made each time he is listed, to pass ok: bob's join
+	// announced his devices to A, so a change may be listed that came
+	// before the one awaited.
+	waitKeys := func(what string, ok func(q map[string]any) bool) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for time.Now().Before(deadline) {
 			resp, next := syncFrom(t, alice, since, 1000)
 			since = next
-			if slices.Contains(changed(resp), bob.UserID) {
+			if slices.Contains(changed(resp), bob.UserID) && ok(query()) {
 				return
 			}
 		}
-		t.Fatalf("%s: bob never in alice's device_lists.changed", what)
+		t.Fatalf("%s: not signalled in alice's device_lists.changed and served by her query; last query: %v", what, query())
 	}
 
 	bob.uploadAll(t, 1)
-	waitChanged("bob's first keys")
-	if get(query(), "device_keys", bob.UserID, bob.DeviceID) == nil {
-		t.Fatalf("bob's device not in alice's query")
-	}
+	waitKeys("bob's first keys", func(q map[string]any) bool {
+		return get(q, "device_keys", bob.UserID, bob.DeviceID) != nil
+	})
 
 	bob2 := newDevice(b.Login(t, "bob", password))
 	bob2.uploadAll(t, 1)
-	waitChanged("a new device")
-	if got := get(query(), "device_keys", bob.UserID, bob2.DeviceID, "keys", "ed25519:"+bob2.DeviceID); got != bob2.pub {
-		t.Errorf("the new device's key on A: %v, want %s", got, bob2.pub)
-	}
+	waitKeys("a new device", func(q map[string]any) bool {
+		return get(q, "device_keys", bob.UserID, bob2.DeviceID, "keys", "ed25519:"+bob2.DeviceID) == bob2.pub
+	})
 
 	bob2.Must(200, "POST", "/_matrix/client/v3/logout", map[string]any{})
-	waitChanged("a device deleted")
-	if get(query(), "device_keys", bob.UserID, bob2.DeviceID) != nil {
-		t.Errorf("the deleted device is still served on A")
-	}
+	waitKeys("a device deleted", func(q map[string]any) bool {
+		return get(q, "device_keys", bob.UserID, bob2.DeviceID) == nil
+	})
 
 	cs := newCrossSigning()
 	bob.Must(200, "POST", "/_matrix/client/v3/keys/device_signing/upload", cs.keys(t, bob.UserID))
-	waitChanged("cross-signing keys")
-	if got := get(query(), "master_keys", bob.UserID, "keys", "ed25519:"+pubOf(cs.master)); got != pubOf(cs.master) {
-		t.Errorf("bob's master key on A: %v", got)
-	}
+	waitKeys("cross-signing keys", func(q map[string]any) bool {
+		return get(q, "master_keys", bob.UserID, "keys", "ed25519:"+pubOf(cs.master)) == pubOf(cs.master)
+	})
 
 	// B's update that follows nothing A has seen: A fetches the list again
 	// from B instead of applying it, so the ghost device never shows.
@@ -198,11 +198,9 @@ func TestDeviceListsAcrossServers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitChanged("a resync after a gap")
-	q := query()
-	if get(q, "device_keys", bob.UserID, "GHOST") != nil || get(q, "device_keys", bob.UserID, bob.DeviceID) == nil {
-		t.Errorf("after the resync A serves %v, want bob's real device only", get(q, "device_keys", bob.UserID))
-	}
+	waitKeys("a resync after a gap", func(q map[string]any) bool {
+		return get(q, "device_keys", bob.UserID, "GHOST") == nil && get(q, "device_keys", bob.UserID, bob.DeviceID) != nil
+	})
 
 	// While no room is shared, B sends A no updates: when bob is back, A
 	// must not serve the list it had before.
@@ -221,5 +219,89 @@ func TestDeviceListsAcrossServers(t *testing.T) {
 	})
 	if get(query(), "device_keys", bob.UserID, bob3.DeviceID) == nil {
 		t.Errorf("bob's device added while no room was shared is missing on A")
+	}
+}
+
+// A user of A who joins a room on B for the first time is announced to
+// B's members: their sync lists her in device_lists.changed and their key
+// queries return her device. When she renames the device, the new name
+// reaches them the same way (a device-list change, then the name in the
+// key query), and A's users sharing a room with her see the change too.
+func TestDeviceJoinAndRenameAcrossServers(t *testing.T) {
+	servers := servertest.Federation(t, 2)
+	a, b := servers[0], servers[1]
+	alice := newDevice(a.Register(t, "alice", password))
+	carol := newDevice(a.Register(t, "carol", password))
+	bob := newDevice(b.Register(t, "bob", password))
+	alice.uploadAll(t, 1)
+	roomID := bob.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "public_chat"}).Str("room_id")
+	_, bobSince := syncFrom(t, bob, "", 0)
+	join := "/_matrix/client/v3/join/" + url.PathEscape(roomID) + "?server_name=" + url.QueryEscape(b.ServerName())
+	alice.Must(200, "POST", join, map[string]any{})
+	carol.Must(200, "POST", join, map[string]any{})
+
+	// waitChanged long-polls c's sync from *since until userID is in its
+	// device_lists.changed.
+	waitChanged := func(c *device, since *string, userID, what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			resp, next := syncFrom(t, c, *since, 1000)
+			*since = next
+			if slices.Contains(changed(resp), userID) {
+				return
+			}
+		}
+		t.Fatalf("%s: %s never in %s's device_lists.changed", what, userID, c.UserID)
+	}
+	query := func(c *device) map[string]any {
+		return c.Must(200, "POST", "/_matrix/client/v3/keys/query", map[string]any{"device_keys": map[string]any{alice.UserID: []string{}}}).JSON
+	}
+
+	waitChanged(bob, &bobSince, alice.UserID, "alice's join")
+	if got := get(query(bob), "device_keys", alice.UserID, alice.DeviceID, "keys", "ed25519:"+alice.DeviceID); got != alice.pub {
+		t.Fatalf("alice's device in bob's query: %v, want her key %s", got, alice.pub)
+	}
+	servertest.Eventually(t, 10*time.Second, func() (bool, string) {
+		r := alice.Do("GET", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/joined_members", nil)
+		return get(r.JSON, "joined", carol.UserID) != nil, "carol not joined as A sees it: " + r.String()
+	})
+	_, bobSince = syncFrom(t, bob, bobSince, 0)
+	_, carolSince := syncFrom(t, carol, "", 0)
+
+	const name = "Alice's laptop"
+	alice.Must(200, "PUT", "/_matrix/client/v3/devices/"+url.PathEscape(alice.DeviceID), map[string]any{"display_name": name})
+	waitChanged(carol, &carolSince, alice.UserID, "the rename, on A")
+	if got := get(query(carol), "device_keys", alice.UserID, alice.DeviceID, "unsigned", "device_display_name"); got != name {
+		t.Errorf("carol's query names alice's device %v, want %q", got, name)
+	}
+	waitChanged(bob, &bobSince, alice.UserID, "the rename, on B")
+	servertest.Eventually(t, 10*time.Second, func() (bool, string) {
+		q := query(bob)
+		got := get(q, "device_keys", alice.UserID, alice.DeviceID, "unsigned", "device_display_name")
+		return got == name, fmt.Sprintf("bob's query names alice's device %v, want %q: %v", got, name, q)
+	})
+
+	// What A tells any server of her devices carries the name too.
+	var devices struct {
+		Devices []struct {
+			DeviceID string `json:"device_id"`
+			Name     string `json:"device_display_name"`
+		} `json:"devices"`
+	}
+	if err := b.Federation().Client().Call(context.Background(), "GET", a.ServerName(),
+		"/_matrix/federation/v1/user/devices/"+url.PathEscape(alice.UserID), nil, &devices); err != nil {
+		t.Fatal(err)
+	}
+	if len(devices.Devices) != 1 || devices.Devices[0].Name != name {
+		t.Errorf("A's user/devices for alice: %+v, want her device named %q", devices.Devices, name)
+	}
+	var keys map[string]any
+	if err := b.Federation().Client().Call(context.Background(), "POST", a.ServerName(), "/_matrix/federation/v1/user/keys/query",
+		map[string]any{"device_keys": map[string]any{alice.UserID: []string{}}}, &keys); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(keys, "device_keys", alice.UserID, alice.DeviceID, "unsigned", "device_display_name"); got != name {
+		t.Errorf("A's user/keys/query names alice's device %v, want %q", got, name)
 	}
 }

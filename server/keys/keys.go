@@ -73,8 +73,8 @@ func (s *Service) Routes() []httpx.Route {
 }
 
 // DeviceChanged wakes the syncs concerned by a device-list change that
-// happened outside this package (a device deleted through the account
-// endpoints), once it is durable.
+// happened outside this package (a device deleted or renamed through
+// the account endpoints), once it is durable.
 func (s *Service) DeviceChanged(userID string) {
 	var pos uint64
 	_ = s.store.View(func(tx *store.Tx) error { pos = tx.LatestPos(); return nil })

@@ -255,6 +255,7 @@ func (s *Service) ImportJoin(ctx context.Context, origin, roomID, version string
 	}
 	s.heads.add(pos, version, 0, ev.JSON(), ev)
 	s.appended(pos, roomID)
+	s.joined(*ev.StateKey(), roomID)
 	return nil
 }
 

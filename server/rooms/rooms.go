@@ -57,6 +57,12 @@ type Service struct {
 	// newest position and the rooms they are in. Sync wakes its waiters
 	// from it.
 	OnAppend func(pos uint64, roomIDs ...string)
+
+	// OnJoined, when set, is called once a local user's join is durable,
+	// in a room here or one joined through another server, if they were
+	// not joined before (a new display name is no join): the servers they
+	// now share a room with may not know their devices.
+	OnJoined func(userID, roomID string)
 }
 
 // New returns the room service.
@@ -246,6 +252,7 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 	if err != nil || existing != "" {
 		return existing, err
 	}
+	newJoin := s.joinsLocal(h, d)
 	ev, err := s.build(h, d)
 	if err != nil {
 		return "", err
@@ -281,7 +288,31 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 		}
 		s.OnLocalEvent(roomID, ev.JSON(), extra)
 	}
+	if m, _ := ev.Membership(); newJoin && m == "join" {
+		s.joined(*ev.StateKey(), roomID)
+	}
 	return ev.ID(), nil
+}
+
+// joinsLocal reports whether d is the member event of a local user who
+// is not joined to h's room yet; the event itself decides whether it is a
+// join.
+func (s *Service) joinsLocal(h *head, d *Draft) bool {
+	if d.Type != "m.room.member" || d.StateKey == nil || serverOf(*d.StateKey) != s.serverName {
+		return false
+	}
+	cur := h.state[pdu.StateKey{Type: "m.room.member", StateKey: *d.StateKey}]
+	if cur == nil {
+		return true
+	}
+	m, _ := cur.Membership()
+	return m != "join"
+}
+
+func (s *Service) joined(userID, roomID string) {
+	if s.OnJoined != nil {
+		s.OnJoined(userID, roomID)
+	}
 }
 
 // sameState reports whether the room's current state event for d's type

@@ -189,3 +189,41 @@ func (s *Service) RemoteServers(roomID string) ([]string, error) {
 	all, err := s.JoinedServers(roomID)
 	return slices.DeleteFunc(all, func(n string) bool { return n == s.serverName }), err
 }
+
+// NewlySharedServers returns the other servers joined to roomID that are
+// joined to no other room userID is joined to: the servers userID's join
+// to roomID brings into contact with them for the first time, which have
+// not been following their device list.
+func (s *Service) NewlySharedServers(userID, roomID string) ([]string, error) {
+	var out []string
+	err := s.store.View(func(tx *store.Tx) error {
+		room, err := knownRoom(tx, roomID)
+		if err != nil {
+			return err
+		}
+		here, err := s.joinedServers(tx, room)
+		if err != nil {
+			return err
+		}
+		out = slices.DeleteFunc(slices.Clone(here), func(n string) bool { return n == s.serverName })
+		rooms, err := joinedRooms(tx, userID)
+		if err != nil {
+			return err
+		}
+		for _, r := range rooms {
+			if len(out) == 0 {
+				return nil
+			}
+			if r.NID == room.NID {
+				continue
+			}
+			there, err := s.joinedServers(tx, r)
+			if err != nil {
+				return err
+			}
+			out = slices.DeleteFunc(out, func(n string) bool { return slices.Contains(there, n) })
+		}
+		return nil
+	})
+	return out, err
+}
