@@ -140,6 +140,7 @@ func serve(args []string) error {
 	trustCA := fs.String("trust-ca", "", "PEM CA trusted, besides the system roots, for outbound federation TLS")
 	noFed := fs.Bool("no-federation", false, "a closed server: no federation listener, no federation or key API")
 	wellKnownServer := fs.String("well-known-server", "", "HOST[:PORT] other servers reach our federation API at, announced in /.well-known/matrix/server (delegation)")
+	deviceNames := fs.Bool("device-names-over-federation", false, "show other servers our users' device names (Synapse's allow_device_name_lookup_over_federation)")
 	complement := fs.Bool("complement", false, "run as Complement's homeserver image expects (SERVER_NAME, 0.0.0.0:8008, open registration)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -154,7 +155,7 @@ func serve(args []string) error {
 		Version: version, Log: log, LegacyMedia: *legacyMedia, MaxUploadSize: *maxUpload,
 		AllowPrivateAddresses: *allowPrivate,
 		FederationAddr:        *fedAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TrustCAFile: *trustCA,
-		NoFederation: *noFed, WellKnownServer: *wellKnownServer,
+		NoFederation: *noFed, WellKnownServer: *wellKnownServer, DeviceNamesOverFederation: *deviceNames,
 	}
 	if cfg.FederationAddr == "" && cfg.TLSCertFile != "" {
 		cfg.FederationAddr = ":8448"
@@ -172,6 +173,8 @@ func serve(args []string) error {
 		// Its media tests use the legacy download paths, and the pages it
 		// previews are on its Docker network.
 		cfg.LegacyMedia, cfg.AllowPrivateAddresses = true, true
+		// Its device-list tests read device names over federation.
+		cfg.DeviceNamesOverFederation = true
 		if err := server.ComplementTLS(&cfg, "/complement/ca"); err != nil {
 			return err
 		}

@@ -175,7 +175,8 @@ func userServerOf(userID string) string {
 // was joined through another.
 func TestDeviceListOnJoinReachesNewServers(t *testing.T) {
 	ca := servertest.NewCA(t)
-	a, b := ca.Start(t, servertest.Options{}), ca.Start(t, servertest.Options{})
+	names := servertest.Options{DeviceNamesOverFederation: true}
+	a, b := ca.Start(t, names), ca.Start(t, names)
 	c := startListener(t, ca)
 	carol := "@carol:" + c.name
 

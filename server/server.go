@@ -73,6 +73,9 @@ type Config struct {
 	FederationDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// NoFederation serves no federation or key API (--no-federation).
 	NoFederation bool
+	// DeviceNamesOverFederation shows other servers our users' device
+	// display names (--device-names-over-federation); off by default.
+	DeviceNamesOverFederation bool
 	// WellKnownServer delegates federation for the server name to
 	// "host[:port]" in /.well-known/matrix/server (--well-known-server);
 	// "" serves 404 there.
@@ -147,6 +150,7 @@ func Open(cfg Config) (*Server, error) {
 	s.rooms.OnJoined = s.federateDevicesOnJoin
 	// Keys and sync first: federation delivers EDUs to them.
 	s.keys = keys.New(st, s.accounts, s.notifyDeviceChange)
+	s.keys.DeviceNamesOverFederation = cfg.DeviceNamesOverFederation
 	s.accounts.OnDevicesChanged = func(lp string) { s.keys.DeviceChanged(s.accounts.UserID(lp)) }
 	s.sync = syncapi.New(st, s.rooms, s.notifier, !cfg.NoPresence, s.keys)
 	if err := s.openFederation(mux); err != nil {

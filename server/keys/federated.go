@@ -209,15 +209,19 @@ func (s *Service) federatedDevices(tx *store.Tx, lp, userID string) (map[string]
 	}
 	out := make(map[string]fedDevice, len(devices))
 	for _, d := range devices {
+		name := ""
+		if s.DeviceNamesOverFederation {
+			name = d.DisplayName
+		}
 		js, err := tx.DeviceKeys(lp, d.ID)
 		if errors.Is(err, store.ErrNotFound) {
-			out[d.ID] = fedDevice{name: d.DisplayName}
+			out[d.ID] = fedDevice{name: name}
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		out[d.ID] = fedDevice{name: d.DisplayName, keys: withSignatures(js, ownSignatures(tx.KeySignatures(lp, d.ID), userID, ""), nil)}
+		out[d.ID] = fedDevice{name: name, keys: withSignatures(js, ownSignatures(tx.KeySignatures(lp, d.ID), userID, ""), nil)}
 	}
 	return out, nil
 }

@@ -228,7 +228,7 @@ func TestDeviceListsAcrossServers(t *testing.T) {
 // reaches them the same way (a device-list change, then the name in the
 // key query), and A's users sharing a room with her see the change too.
 func TestDeviceJoinAndRenameAcrossServers(t *testing.T) {
-	servers := servertest.Federation(t, 2)
+	servers := servertest.FederationWith(t, 2, servertest.Options{DeviceNamesOverFederation: true})
 	a, b := servers[0], servers[1]
 	alice := newDevice(a.Register(t, "alice", password))
 	carol := newDevice(a.Register(t, "carol", password))
@@ -303,5 +303,38 @@ func TestDeviceJoinAndRenameAcrossServers(t *testing.T) {
 	}
 	if got := get(keys, "device_keys", alice.UserID, alice.DeviceID, "unsigned", "device_display_name"); got != name {
 		t.Errorf("A's user/keys/query names alice's device %v, want %q", got, name)
+	}
+}
+
+// By default other servers are not told our users' device names
+// (Synapse's allow_device_name_lookup_over_federation: false): bob on
+// B sees alice's device and key, not what she called it, and A's own
+// federation answers carry no name either.
+func TestDeviceNamesStayHome(t *testing.T) {
+	servers := servertest.Federation(t, 2)
+	a, b := servers[0], servers[1]
+	alice := newDevice(a.Register(t, "alice", password))
+	bob := newDevice(b.Register(t, "bob", password))
+	alice.uploadAll(t, 1)
+	alice.Must(200, "PUT", "/_matrix/client/v3/devices/"+url.PathEscape(alice.DeviceID), map[string]any{"display_name": "Alice's work laptop"})
+	roomID := bob.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "public_chat"}).Str("room_id")
+	alice.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID)+"?server_name="+url.QueryEscape(b.ServerName()), map[string]any{})
+
+	q := bob.Must(200, "POST", "/_matrix/client/v3/keys/query", map[string]any{"device_keys": map[string]any{alice.UserID: []string{}}}).JSON
+	if got := get(q, "device_keys", alice.UserID, alice.DeviceID, "keys", "ed25519:"+alice.DeviceID); got != alice.pub {
+		t.Fatalf("alice's device in bob's query: %v, want her key %s", got, alice.pub)
+	}
+	if got := get(q, "device_keys", alice.UserID, alice.DeviceID, "unsigned", "device_display_name"); got != nil {
+		t.Errorf("bob's query names alice's device %v", got)
+	}
+	var devices struct {
+		Devices []map[string]any `json:"devices"`
+	}
+	if err := b.Federation().Client().Call(context.Background(), "GET", a.ServerName(),
+		"/_matrix/federation/v1/user/devices/"+url.PathEscape(alice.UserID), nil, &devices); err != nil {
+		t.Fatal(err)
+	}
+	if len(devices.Devices) != 1 || devices.Devices[0]["device_display_name"] != nil {
+		t.Errorf("A's user/devices for alice: %v, want her one device without a name", devices.Devices)
 	}
 }

@@ -35,6 +35,12 @@ type Service struct {
 	// Federation reaches other servers' key APIs; nil with federation
 	// off, when their users' keys are reported unavailable.
 	Federation FederationCall
+	// DeviceNamesOverFederation shows other servers our users' device
+	// display names (in /user/devices, /user/keys/query and device-list
+	// updates). Off, as Synapse defaults it: a device's name ("Alice's
+	// work laptop") is for its owner and the people they talk to, not for
+	// every server in their rooms.
+	DeviceNamesOverFederation bool
 	// Log receives what goes wrong with other servers; nil for the default.
 	Log *slog.Logger
 

@@ -91,10 +91,16 @@ func (ca *CA) HTTPClient(t testing.TB) *http.Client {
 // loopback HTTPS, each with its own data directory.
 func Federation(t testing.TB, n int) []*Server {
 	t.Helper()
+	return FederationWith(t, n, Options{})
+}
+
+// FederationWith is Federation with opts for every server.
+func FederationWith(t testing.TB, n int, opts Options) []*Server {
+	t.Helper()
 	ca := NewCA(t)
 	out := make([]*Server, n)
 	for i := range out {
-		out[i] = ca.Start(t, Options{})
+		out[i] = ca.Start(t, opts)
 	}
 	return out
 }

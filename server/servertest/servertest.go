@@ -54,6 +54,8 @@ type Options struct {
 	TrustCAFile string
 	// WellKnownServer is announced in /.well-known/matrix/server.
 	WellKnownServer string
+	// DeviceNamesOverFederation shows other servers device names.
+	DeviceNamesOverFederation bool
 }
 
 // Server is a running test server.
@@ -118,6 +120,7 @@ func (s *Server) start(t testing.TB) {
 		AllowPrivateAddresses: !s.opts.SSRFGuard,
 		FederationAddr:        s.fedAddr, TLSCertFile: s.opts.TLSCertFile, TLSKeyFile: s.opts.TLSKeyFile,
 		TrustCAFile: s.opts.TrustCAFile, FederationDial: dial, WellKnownServer: s.opts.WellKnownServer,
+		DeviceNamesOverFederation: s.opts.DeviceNamesOverFederation,
 	})
 	if err != nil {
 		t.Fatalf("open server: %v", err)
