@@ -93,21 +93,31 @@ func (s *Service) send(r *httpx.Request) (json.RawMessage, error) {
 // answer the peer's retries.
 const txnMemory = 24 * time.Hour
 
-// PruneTransactions forgets inbound transactions older than a day, every
-// hour until ctx ends.
+// toDeviceMemory is how long a delivered to-device message's ID is kept
+// so a resend is not delivered twice: a peer that was down for days may
+// retry a transaction under a new ID with the same messages.
+const toDeviceMemory = 7 * 24 * time.Hour
+
+// PruneTransactions forgets inbound transactions older than a day and
+// delivered to-device message IDs older than a week, every hour until
+// ctx ends.
 func (s *Service) PruneTransactions(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
 		var n int
 		err := s.store.Update(func(tx *store.Tx) (err error) {
-			n, err = tx.PruneFederationTxns(time.Now().Add(-txnMemory).UnixMilli())
+			if n, err = tx.PruneFederationTxns(time.Now().Add(-txnMemory).UnixMilli()); err != nil {
+				return err
+			}
+			m, err := tx.PruneInboundToDevice(time.Now().Add(-toDeviceMemory).UnixMilli())
+			n += m
 			return err
 		})
 		if err != nil {
 			s.cfg.Log.Warn("federation: pruning inbound transactions", "err", err)
 		} else if n > 0 {
-			s.cfg.Log.Debug("federation: pruned inbound transactions", "count", n)
+			s.cfg.Log.Debug("federation: pruned inbound transactions and to-device message IDs", "count", n)
 		}
 		select {
 		case <-ctx.Done():

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Kinds of FedQueued entries.
@@ -154,7 +156,13 @@ func (tx *Tx) PutFederationTxn(origin, txnID string, now int64, response []byte)
 // PruneFederationTxns forgets the transactions recorded before (Unix
 // milliseconds): a peer retries a transaction for minutes, not days.
 func (tx *Tx) PruneFederationTxns(before int64) (int, error) {
-	b := tx.btx.Bucket(bucketFedTxns)
+	return pruneOlder(tx.btx.Bucket(bucketFedTxns), before)
+}
+
+// pruneOlder deletes the entries of b whose value starts with a time
+// (8 bytes, Unix milliseconds) before before, and those too short to
+// hold one.
+func pruneOlder(b *bolt.Bucket, before int64) (int, error) {
 	var old [][]byte
 	_ = b.ForEach(func(k, v []byte) error {
 		if len(v) < 8 || int64(binary.BigEndian.Uint64(v)) < before {

@@ -153,3 +153,11 @@ func (tx *Tx) MarkInboundToDevice(origin, sender, messageID string, now int64) (
 	}
 	return true, b.Put(k, u64(uint64(now)))
 }
+
+// PruneInboundToDevice forgets the to-device messages recorded as
+// delivered before (Unix milliseconds), returning how many: a peer
+// resends a message for as long as it retries the transaction, not
+// forever.
+func (tx *Tx) PruneInboundToDevice(before int64) (int, error) {
+	return pruneOlder(tx.btx.Bucket(bucketInboundToDevice), before)
+}

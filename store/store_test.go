@@ -239,3 +239,33 @@ func BenchmarkUpdateSerial(b *testing.B) {
 		}
 	}
 }
+
+// A delivered to-device message's ID is remembered until pruned: a
+// resend before is refused, after it is new again; newer ones stay.
+func TestInboundToDeviceDedupePruned(t *testing.T) {
+	st := storetest.Open(t)
+	mark := func(id string, at int64) bool {
+		t.Helper()
+		var isNew bool
+		if err := st.Update(func(tx *store.Tx) (err error) {
+			isNew, err = tx.MarkInboundToDevice("peer.example", "@x:peer.example", id, at)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return isNew
+	}
+	if !mark("old", 1000) || !mark("recent", 5000) || mark("old", 6000) {
+		t.Fatal("a message's first delivery must be new and its resend not")
+	}
+	var n int
+	if err := st.Update(func(tx *store.Tx) (err error) {
+		n, err = tx.PruneInboundToDevice(2000)
+		return err
+	}); err != nil || n != 1 {
+		t.Fatalf("pruned %d (%v), want 1", n, err)
+	}
+	if !mark("old", 7000) || mark("recent", 7000) {
+		t.Fatal("after pruning, the old message is new again and the recent one still known")
+	}
+}
