@@ -61,6 +61,11 @@ func (s *Service) ReceivePDU(ctx context.Context, origin string, js []byte) (str
 	// against; events that arrive while a join is under way are fetched
 	// again as missing events once it is done.
 	if ok, err := s.Resident(roomID); err != nil || !ok {
+		if err == nil {
+			if done, err := s.receiveRescission(room, ev); done || err != nil {
+				return ev.ID(), err
+			}
+		}
 		return ev.ID(), ErrNotInRoom
 	}
 	if !s.ServerAllowed(roomID, origin) || !s.ServerAllowed(roomID, ev.Origin()) {
