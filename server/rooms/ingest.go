@@ -20,9 +20,10 @@ import (
 //  3. prev events: fetched when missing, the state before the event
 //     computed, by state resolution where they fork (ingest_state.go);
 //  4. auth events: fetched when missing, the event checked against them
-//     (ingest_auth.go), then against the state before it;
-//  5. the event checked against the room's current state: soft-failed if
-//     it fails, and persisted with its state (ingest_store.go).
+//     (ingest_auth.go);
+//  5. the event checked against the state before it (rejected if it
+//     fails) and the room's current state (soft-failed if it fails), and
+//     persisted with its state (ingest_store.go).
 //
 // The prev events come first, as Synapse takes them: the state before
 // the event usually holds its auth events, so a peer need not answer

@@ -16,11 +16,12 @@ import (
 // asks for.
 const maxMissingEvents = 20
 
-// stateBefore is step 4: the state before ev. When ev's prev events are
+// stateBefore is step 3: the state before ev. When ev's prev events are
 // unknown they are fetched from origin (get_missing_events, up to
 // maxFetchDepth deep); where a gap remains, the state at the missing
-// event is asked for (/state). Where the prev events' states differ they
-// are resolved. ev must pass the auth rules against the result.
+// event is asked for (fetchStateAfter). Where the prev events' states
+// differ they are resolved. ev must pass the auth rules against the
+// result.
 func (s *Service) stateBefore(ctx context.Context, origin string, room *store.Room, ev *pdu.Event, depth int) (map[store.StateKey]uint64, error) {
 	prevs := ev.PrevEventIDs()
 	missing, err := s.missingPrevs(prevs)
@@ -190,8 +191,8 @@ const maxParallelFetch = 8
 // stateFromIDs is fetchStateAfter's /state_ids path: the state whose
 // event IDs origin named, with self (the event, if fetched) on top. It
 // fetches the events we lack one by one and stores them; ok is false,
-// with nothing fetched, when we lack 10% or more of them, which one
-// /state request serves better. An event that cannot be fetched is left
+// with nothing fetched, when we lack 10% or more of them (or more than
+// maxAuthFetch), which one /state request serves better. An event that cannot be fetched is left
 // out, and with it those whose auth chain it is part of (rejected).
 func (s *Service) stateFromIDs(ctx context.Context, origin string, room *store.Room, stateIDs, chainIDs []string, self []*pdu.Event) (map[store.StateKey]uint64, bool, error) {
 	all := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(stateIDs), chainIDs...))))
@@ -199,7 +200,7 @@ func (s *Service) stateFromIDs(ctx context.Context, origin string, room *store.R
 	if err != nil {
 		return nil, false, err
 	}
-	if len(all) == 0 || len(unknown)*10 >= len(all) {
+	if len(all) == 0 || len(unknown)*10 >= len(all) || len(unknown) > maxAuthFetch {
 		return nil, false, nil
 	}
 	raws := make([]json.RawMessage, len(unknown))
