@@ -244,8 +244,9 @@ func (s *Service) complete(made makeResp, content map[string]any) (*pdu.Event, e
 	return pdu.BuildFromTemplate(made.RoomVersion, raw, s.signer(), time.Now())
 }
 
-// Leave leaves, or rejects an invite to, a room through one of servers.
-func (s *Service) Leave(ctx context.Context, servers []string, roomID, userID string, content map[string]any) error {
+// Leave leaves, or rejects an invite to, a room through one of servers,
+// and returns the leave event as sent.
+func (s *Service) Leave(ctx context.Context, servers []string, roomID, userID string, content map[string]any) ([]byte, error) {
 	var errs []error
 	for _, server := range servers {
 		var made makeResp
@@ -260,11 +261,11 @@ func (s *Service) Leave(ctx context.Context, servers []string, roomID, userID st
 			err = s.client.Call(ctx, "PUT", server, uri, json.RawMessage(ev.JSON()), &struct{}{})
 		}
 		if err == nil {
-			return nil
+			return ev.JSON(), nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", server, err))
 	}
-	return errors.Join(errs...)
+	return nil, errors.Join(errs...)
 }
 
 // Knock knocks on a room through one of servers: make_knock, complete

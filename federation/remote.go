@@ -70,6 +70,18 @@ func (s *Service) State(ctx context.Context, server, roomID, eventID string) (st
 	return resp.PDUs, resp.AuthChain, nil
 }
 
+// StateIDs returns the IDs of the state of a room before an event, and
+// of its auth chain, from server
+// (GET /_matrix/federation/v1/state_ids/{roomId}?event_id=).
+func (s *Service) StateIDs(ctx context.Context, server, roomID, eventID string) (state, authChain []string, err error) {
+	var resp stateIDsResp
+	uri := "/_matrix/federation/v1/state_ids/" + url.PathEscape(roomID) + "?event_id=" + url.QueryEscape(eventID)
+	if err := s.client.Call(ctx, "GET", server, uri, nil, &resp); err != nil {
+		return nil, nil, fmt.Errorf("state_ids at %s from %s: %w", eventID, server, err)
+	}
+	return resp.PDUIDs, resp.AuthChainIDs, nil
+}
+
 // pduTxn is the transaction-shaped response of GET /event and /backfill.
 type pduTxn struct {
 	Origin         string            `json:"origin"`

@@ -145,7 +145,7 @@ func (s *Service) addHistory(ctx context.Context, server string, room *store.Roo
 	if known != nil && (known.Flags&store.FlagOutlier == 0 || known.Flags&store.FlagRejected != 0) {
 		return false, nil
 	}
-	if err := s.checkAuthEvents(ctx, server, room, ev); err != nil {
+	if err := s.checkAuthEvents(ctx, server, room, ev, nil); err != nil {
 		return false, err
 	}
 	before, err := s.historyState(ctx, server, room, ev)

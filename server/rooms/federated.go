@@ -266,8 +266,9 @@ type Handshakes interface {
 	// send_join) and imports it with ImportJoin.
 	Join(ctx context.Context, servers []string, roomID, userID string, content map[string]any) error
 	// Leave leaves (or rejects an invite to) a room we are not resident
-	// in through one of servers (make_leave, send_leave).
-	Leave(ctx context.Context, servers []string, roomID, userID string, content map[string]any) error
+	// in through one of servers (make_leave, send_leave) and returns the
+	// leave event as sent.
+	Leave(ctx context.Context, servers []string, roomID, userID string, content map[string]any) ([]byte, error)
 	// Knock knocks on a room we are not in through one of servers
 	// (make_knock, send_knock) and returns the signed knock event and
 	// the room's stripped state.
@@ -317,10 +318,108 @@ func (s *Service) ReceiveInvite(ctx context.Context, origin, roomID, eventID, ve
 	if err := pdu.VerifySignatures(ctx, signed, s.keys); err != nil {
 		return nil, mxerr.Forbidden("%v", err)
 	}
+	switch err := s.receiveResidentInvite(ctx, origin, roomID, signed); {
+	case err == nil:
+		return signed.JSON(), nil
+	case errors.Is(err, ErrRejected):
+		return nil, mxerr.Forbidden("%v", err)
+	case !errors.Is(err, ErrNotInRoom):
+		s.log.Info("federation: an invite to a room we are in did not reach its timeline; keeping it out of band", "room", roomID, "event_id", eventID, "err", err)
+	}
 	if err := s.storeOutOfBand(roomID, version, target, "invite", signed, stripped); err != nil {
 		return nil, err
 	}
 	return signed.JSON(), nil
+}
+
+// receiveResidentInvite takes an invite (countersigned) to a room we are
+// in through the ingest pipeline, as the inviting server will send it
+// later over /send: it joins the timeline and the room's state at once,
+// so the invitee can join or reject it through us before that copy
+// arrives. ErrNotInRoom: we are not in the room; any other error but a
+// rejection means it is not in the timeline.
+func (s *Service) receiveResidentInvite(ctx context.Context, origin, roomID string, ev *pdu.Event) error {
+	var room *store.Room
+	resident := false
+	err := s.store.View(func(tx *store.Tx) (err error) {
+		if room, err = tx.RoomByID(roomID); err != nil {
+			return err
+		}
+		resident, err = s.resident(tx, room)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) || err == nil && !resident {
+		return ErrNotInRoom
+	}
+	if err != nil {
+		return err
+	}
+	if ev.Version() != room.Version {
+		return fmt.Errorf("the invite is of room version %s, the room of %s", ev.Version(), room.Version)
+	}
+	if !s.ServerAllowed(roomID, origin) {
+		return fmt.Errorf("%w: the room's server ACL denies the server", ErrRejected)
+	}
+	unlock := s.lockRoom(roomID)
+	err = s.ingest(ctx, origin, room.NID, ev, 0)
+	unlock()
+	if err != nil {
+		return err
+	}
+	return s.store.View(func(tx *store.Tx) error {
+		rec, err := tx.EventByID(ev.ID())
+		if err == nil && rec.Flags&store.FlagOutlier != 0 {
+			err = errors.New("the invite is not allowed by the room's current state")
+		}
+		return err
+	})
+}
+
+// receiveRescission takes, in a room we are not in, an event of the room
+// that may withdraw the out-of-band invite of one of our users: their
+// leave, sent by whoever invited them, naming the invite among its auth
+// events. Without the room's state nothing more can be checked, so a
+// kick by anyone else is ignored, as Synapse does. It reports whether ev
+// was one; its signatures are checked already.
+func (s *Service) receiveRescission(room *store.Room, ev *pdu.Event) (bool, error) {
+	m, _ := ev.Membership()
+	if ev.Type() != "m.room.member" || m != "leave" || ev.StateKey() == nil || ev.StateKeyIs(ev.Sender()) {
+		return false, nil
+	}
+	target := *ev.StateKey()
+	if serverOf(target) != s.serverName {
+		return false, nil
+	}
+	unlock := s.lockRoom(room.RoomID)
+	defer unlock()
+	var pos uint64
+	err := s.store.Update(func(tx *store.Tx) error {
+		cur, err := tx.MembershipOf(target, room.NID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil || cur.Membership != "invite" {
+			return err
+		}
+		invite, err := s.eventAt(tx, room.Version, cur.Pos)
+		if err != nil {
+			return err
+		}
+		if invite.Sender() != ev.Sender() || !slices.Contains(ev.AuthEventIDs(), invite.ID()) {
+			return nil
+		}
+		if pos, err = tx.AddOutlier(room.NID, ev.ID(), ev.JSON(), 0, 0); err != nil {
+			return err
+		}
+		return tx.SetOutlierMembership(target, room.NID, "leave", pos)
+	})
+	if err != nil || pos == 0 {
+		return false, err
+	}
+	if s.OnNotify != nil {
+		s.OnNotify(pos, target)
+	}
+	return true, nil
 }
 
 // inviteState returns the stripped state a remote invite carried.
@@ -406,8 +505,12 @@ func (s *Service) joinRemote(roomID string, c *MemberChange, content map[string]
 	return id, err
 }
 
-// leaveRemote leaves, or rejects the invite to, a room we are not
-// resident in, through the server that invited us.
+// leaveRemote leaves, or rejects the invite to (or rescinds the knock
+// on), a room we are not resident in, through the server that invited
+// us. The leave is kept as the user's out-of-band membership, so their
+// sync shows it; where no server takes it (the inviting server may be
+// gone for good), it is one we build and sign ourselves, kept only
+// here, as Synapse does: the invite is withdrawn all the same.
 func (s *Service) leaveRemote(roomID, userID string, content map[string]any) (string, error) {
 	if s.handshakes == nil {
 		return "", mxerr.Forbidden("This server is not in the room")
@@ -424,24 +527,58 @@ func (s *Service) leaveRemote(roomID, userID string, content map[string]any) (st
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), federationTimeout)
 	defer cancel()
-	if err := s.handshakes.Leave(ctx, servers, roomID, userID, content); err != nil {
-		// The inviting server may be gone for good: the invite is
-		// withdrawn here all the same, as Synapse does.
-		s.log.Info("federation: remote leave failed; forgetting the invite locally", "room", roomID, "err", err)
+	var leave *pdu.Event
+	js, err := s.handshakes.Leave(ctx, servers, roomID, userID, content)
+	if err == nil {
+		leave, err = pdu.Parse(room.Version, js, false)
 	}
+	if err != nil {
+		s.log.Info("federation: remote leave failed; withdrawing the invite locally", "room", roomID, "err", err)
+	}
+	unlock := s.lockRoom(roomID)
+	defer unlock()
 	var pos uint64
 	err = s.store.Update(func(tx *store.Tx) error {
 		m, err := tx.MembershipOf(userID, room.NID)
-		if err != nil || m.Membership == "join" {
+		if err != nil || m.Membership == "join" || m.Membership == "leave" && leave == nil {
 			return err
 		}
-		pos = m.Pos
-		return tx.SetOutlierMembership(userID, room.NID, "leave", m.Pos)
+		if leave == nil {
+			if leave, err = s.localLeave(tx, room, userID, m.Pos, content); err != nil {
+				return err
+			}
+		}
+		if pos, err = tx.AddOutlier(room.NID, leave.ID(), leave.JSON(), 0, 0); err != nil {
+			return err
+		}
+		return tx.SetOutlierMembership(userID, room.NID, "leave", pos)
 	})
-	if err == nil && s.OnNotify != nil {
+	if err != nil || pos == 0 {
+		return "", err
+	}
+	if s.OnNotify != nil {
 		s.OnNotify(pos, userID)
 	}
-	return "", err
+	return leave.ID(), nil
+}
+
+// localLeave builds userID's leave of a room we are not in, on their
+// out-of-band membership event at pos (an invite or a knock): the event
+// it follows and its only auth event. No other server sees it.
+func (s *Service) localLeave(tx *store.Tx, room *store.Room, userID string, pos uint64, content map[string]any) (*pdu.Event, error) {
+	prev, err := s.eventAt(tx, room.Version, pos)
+	if err != nil {
+		return nil, err
+	}
+	c := map[string]any{}
+	for k, v := range content {
+		c[k] = v
+	}
+	c["membership"] = "leave"
+	raw, _ := json.Marshal(c)
+	p := &pdu.Proto{Version: room.Version, RoomID: room.RoomID, Sender: userID, Type: "m.room.member", StateKey: &userID,
+		Content: raw, PrevEvents: []string{prev.ID()}, Depth: prev.Depth() + 1}
+	return pdu.Build(p, []*pdu.Event{prev}, s.signer, time.Now())
 }
 
 // inviteRemote has the invitee's server countersign our invite ev.

@@ -17,16 +17,23 @@ import (
 //  1. parse: room version, canonical JSON, content hash (redacting on a
 //     mismatch), size (ingest.go);
 //  2. signatures of the servers that must have signed (ingest.go);
-//  3. auth events: fetched when missing, the event checked against them
+//  3. prev events: fetched when missing, the state before the event
+//     computed, by state resolution where they fork (ingest_state.go);
+//  4. auth events: fetched when missing, the event checked against them
 //     (ingest_auth.go);
-//  4. prev events: fetched when missing, the state before the event
-//     computed, by state resolution where they fork, and the event
-//     checked against it (ingest_state.go);
-//  5. the event checked against the room's current state: soft-failed if
-//     it fails, and persisted with its state (ingest_store.go).
+//  5. the event checked against the state before it (rejected if it
+//     fails) and the room's current state (soft-failed if it fails), and
+//     persisted with its state (ingest_store.go).
+//
+// The prev events come first, as Synapse takes them: the state before
+// the event usually holds its auth events, so a peer need not answer
+// /event_auth for them, and that state is known even when the event is
+// rejected.
 //
 // A rejected event is kept (flagged, never served) so it is not fetched
-// and judged again; it never becomes part of any state.
+// and judged again; it never becomes part of any state. Its state before
+// is kept with it where known: an event that follows a rejected one has
+// the state after it, which is the state before it.
 
 // maxFetchDepth bounds how deep missing prev events are chased.
 const maxFetchDepth = 1
@@ -55,6 +62,11 @@ func (s *Service) ReceivePDU(ctx context.Context, origin string, js []byte) (str
 	// against; events that arrive while a join is under way are fetched
 	// again as missing events once it is done.
 	if ok, err := s.Resident(roomID); err != nil || !ok {
+		if err == nil {
+			if done, err := s.receiveRescission(room, ev); done || err != nil {
+				return ev.ID(), err
+			}
+		}
 		return ev.ID(), ErrNotInRoom
 	}
 	if !s.ServerAllowed(roomID, origin) || !s.ServerAllowed(roomID, ev.Origin()) {
@@ -109,20 +121,25 @@ func (s *Service) ingest(ctx context.Context, origin string, roomNID uint64, ev 
 	if ev.RoomID() != room.RoomID {
 		return fmt.Errorf("%w: event of room %s, not %s", ErrRejected, ev.RoomID(), room.RoomID)
 	}
-	if err := s.checkAuthEvents(ctx, origin, room, ev); err != nil {
-		return err
-	}
 	before, err := s.stateBefore(ctx, origin, room, ev, depth)
 	if err != nil {
+		return err
+	}
+	if err := s.checkAuthEvents(ctx, origin, room, ev, before); err != nil {
 		return err
 	}
 	return s.persistRemote(room, ev, before)
 }
 
-// reject stores ev as rejected (once) and returns the refusal.
-func (s *Service) reject(room *store.Room, ev *pdu.Event, why error) error {
+// reject stores ev as rejected (once), with the state before it when
+// known (nil: unknown), and returns the refusal.
+func (s *Service) reject(room *store.Room, ev *pdu.Event, before map[store.StateKey]uint64, why error) error {
 	err := s.store.Update(func(tx *store.Tx) error {
-		_, err := tx.AddOutlier(room.NID, ev.ID(), ev.JSON(), store.FlagRejected, 0)
+		snap, err := rejectedSnapshot(tx, room, before)
+		if err != nil {
+			return err
+		}
+		_, err = tx.AddOutlier(room.NID, ev.ID(), ev.JSON(), store.FlagRejected, snap)
 		return err
 	})
 	if err != nil {
@@ -130,6 +147,19 @@ func (s *Service) reject(room *store.Room, ev *pdu.Event, why error) error {
 	}
 	s.log.Info("federation: event rejected", "event_id", ev.ID(), "room", room.RoomID, "sender", ev.Sender(), "why", why)
 	return fmt.Errorf("%w: %v", ErrRejected, why)
+}
+
+// rejectedSnapshot stores the state before a rejected event, nil for
+// unknown (snapshot 0), so that the events after it have their state.
+func rejectedSnapshot(tx *store.Tx, room *store.Room, before map[store.StateKey]uint64) (uint64, error) {
+	if len(before) == 0 {
+		return 0, nil
+	}
+	r, err := tx.RoomByNID(room.NID)
+	if err != nil {
+		return 0, err
+	}
+	return tx.NewSnapshot(before, r.CurrentSnap)
 }
 
 // stateEvents returns the events of a state map that the auth rules need

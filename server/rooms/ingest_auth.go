@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,33 +15,110 @@ import (
 	"hearth/store"
 )
 
-// checkAuthEvents is step 3: ev's auth events must be known (their auth
+// maxAuthFetch bounds how many events one event's missing auth chain
+// may cost in single /event requests.
+const maxAuthFetch = 100
+
+// checkAuthEvents is step 4: ev's auth events must be known (their auth
 // chain is fetched from origin if not), none of them rejected, and ev must
-// pass the auth rules against them.
-func (s *Service) checkAuthEvents(ctx context.Context, origin string, room *store.Room, ev *pdu.Event) error {
-	auth, missing, err := s.authEventsOf(room, ev)
+// pass the auth rules against them. before is the state before ev (nil
+// if unknown), kept with ev if it is rejected.
+func (s *Service) checkAuthEvents(ctx context.Context, origin string, room *store.Room, ev *pdu.Event, before map[store.StateKey]uint64) error {
+	auth, missing, rejected, err := s.authEventsOf(room, ev)
 	if err != nil {
 		return err
 	}
-	if len(missing) > 0 && s.remote != nil {
-		chain, err := s.remote.EventAuth(ctx, origin, room.RoomID, ev.ID())
-		if err != nil {
-			return fmt.Errorf("fetching the auth chain of %s from %s: %w", ev.ID(), origin, err)
-		}
-		if _, err := s.storeOutliers(ctx, room, s.parseAll(ctx, room, chain)); err != nil {
+	if len(missing) > 0 && rejected == "" && s.remote != nil {
+		if err := s.fetchAuthChain(ctx, origin, room, ev, missing); err != nil {
 			return err
 		}
-		if auth, missing, err = s.authEventsOf(room, ev); err != nil {
+		if auth, missing, rejected, err = s.authEventsOf(room, ev); err != nil {
 			return err
 		}
+	}
+	if rejected != "" {
+		return s.reject(room, ev, before, fmt.Errorf("auth event %s was rejected", rejected))
 	}
 	if len(missing) > 0 {
-		return s.reject(room, ev, fmt.Errorf("auth events %v are unknown", missing))
+		return s.reject(room, ev, before, fmt.Errorf("auth events %v are unknown", missing))
 	}
 	if err := pdu.Allowed(ev, auth); err != nil {
-		return s.reject(room, ev, fmt.Errorf("not allowed by its auth events: %w", err))
+		return s.reject(room, ev, before, fmt.Errorf("not allowed by its auth events: %w", err))
 	}
 	return nil
+}
+
+// fetchAuthChain stores, each checked against its own auth events, what
+// origin gives of the auth chain of ev, whose auth events missing we
+// lack: the chain from /event_auth, and where that fails or leaves some
+// out (a peer need not keep the endpoint, Complement's peers do not),
+// each missing event from /event, then their missing auth events in
+// turn, up to maxAuthFetch of them.
+func (s *Service) fetchAuthChain(ctx context.Context, origin string, room *store.Room, ev *pdu.Event, missing []string) error {
+	chain, err := s.remote.EventAuth(ctx, origin, room.RoomID, ev.ID())
+	if err != nil {
+		s.log.Info("federation: event_auth failed; fetching the auth events one by one", "event_id", ev.ID(), "origin", origin, "err", err)
+	}
+	evs := s.parseAll(ctx, room, chain)
+	have := map[string]bool{}
+	for _, e := range evs {
+		have[e.ID()] = true
+	}
+	fetched := 0
+	for level := missing; len(level) > 0 && fetched < maxAuthFetch; {
+		unknown, err := s.unknownEvents(level)
+		if err != nil {
+			return err
+		}
+		var next []string
+		for _, id := range unknown {
+			if have[id] || fetched >= maxAuthFetch {
+				continue
+			}
+			have[id] = true
+			fetched++
+			raw, err := s.remote.Event(ctx, origin, id)
+			if err != nil {
+				s.log.Info("federation: an auth event could not be fetched", "event_id", id, "origin", origin, "err", err)
+				continue
+			}
+			got := s.parseAll(ctx, room, []json.RawMessage{raw})
+			if len(got) != 1 || got[0].ID() != id {
+				s.log.Info("federation: a peer answered /event with another event", "event_id", id, "origin", origin)
+				continue
+			}
+			evs = append(evs, got[0])
+			for _, a := range got[0].AuthEventIDs() {
+				if !have[a] {
+					next = append(next, a)
+				}
+			}
+		}
+		level = next
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	_, err = s.storeOutliers(ctx, room, evs)
+	return err
+}
+
+// unknownEvents returns those of ids that are not stored.
+func (s *Service) unknownEvents(ids []string) ([]string, error) {
+	var out []string
+	err := s.store.View(func(tx *store.Tx) error {
+		for _, id := range ids {
+			if _, err := tx.EventPos(id); errors.Is(err, store.ErrNotFound) {
+				if !slices.Contains(out, id) {
+					out = append(out, id)
+				}
+			} else if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // createEventID returns the ID of a room's create event where the room
@@ -53,14 +131,14 @@ func createEventID(room *store.Room) string {
 }
 
 // authEventsOf returns ev's auth events that are stored (with the create
-// event, which room version 12 leaves out of auth_events), and the IDs of
-// those that are not. A rejected auth event rejects ev.
-func (s *Service) authEventsOf(room *store.Room, ev *pdu.Event) (auth []*pdu.Event, missing []string, err error) {
+// event, which room version 12 leaves out of auth_events), the IDs of
+// those that are not, and the ID of one that was rejected, if any: a
+// rejected auth event rejects ev.
+func (s *Service) authEventsOf(room *store.Room, ev *pdu.Event) (auth []*pdu.Event, missing []string, rejected string, err error) {
 	ids := ev.AuthEventIDs()
 	if c := createEventID(room); c != "" && ev.ID() != c {
 		ids = append(ids, c)
 	}
-	var rejected string
 	err = s.store.View(func(tx *store.Tx) error {
 		for _, id := range ids {
 			l, err := s.load(tx, room.Version, id)
@@ -78,10 +156,7 @@ func (s *Service) authEventsOf(room *store.Room, ev *pdu.Event) (auth []*pdu.Eve
 		}
 		return nil
 	})
-	if err == nil && rejected != "" {
-		err = s.reject(room, ev, fmt.Errorf("auth event %s was rejected", rejected))
-	}
-	return auth, missing, err
+	return auth, missing, rejected, err
 }
 
 // parseAll parses and verifies remote events, dropping (and logging) those

@@ -27,12 +27,14 @@ func (s *Service) persistRemote(room *store.Room, ev *pdu.Event, before map[stor
 		if err != nil {
 			return err
 		}
-		if refusal = pdu.Allowed(ev, auth); refusal != nil {
-			_, err := tx.AddOutlier(r.NID, ev.ID(), ev.JSON(), store.FlagRejected, 0)
-			return err
-		}
 		snap, err := tx.NewSnapshot(before, r.CurrentSnap)
 		if err != nil {
+			return err
+		}
+		if refusal = pdu.Allowed(ev, auth); refusal != nil {
+			// With the state before it: the state after it, for the
+			// events that follow it.
+			_, err := tx.AddOutlier(r.NID, ev.ID(), ev.JSON(), store.FlagRejected, snap)
 			return err
 		}
 		current, err := tx.CurrentState(r.NID, "")

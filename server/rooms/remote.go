@@ -19,6 +19,9 @@ type Remote interface {
 	MissingEvents(ctx context.Context, server, roomID string, earliest, latest []string, limit int) ([]json.RawMessage, error)
 	// State returns the state before an event and its auth chain (/state).
 	State(ctx context.Context, server, roomID, eventID string) (state, authChain []json.RawMessage, err error)
+	// StateIDs returns the IDs of the state before an event and of its
+	// auth chain (/state_ids).
+	StateIDs(ctx context.Context, server, roomID, eventID string) (state, authChain []string, err error)
 	// Event returns one event (/event).
 	Event(ctx context.Context, server, eventID string) (json.RawMessage, error)
 	// Backfill returns events before from (/backfill).
