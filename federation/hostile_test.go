@@ -126,7 +126,10 @@ func sendTxn(t *testing.T, c, a *servertest.Server, pdus ...json.RawMessage) (ma
 }
 
 // Hostile peers: every bad PDU is refused alone, none of it reaches a
-// client, and the room goes on working for everyone.
+// client, and the room goes on working for everyone. A PDU that cannot
+// be trusted (signature, size) is answered with an error; one that fails
+// the auth rules is stored as rejected and answered without one, as
+// Synapse answers it.
 func TestHostilePeer(t *testing.T) {
 	srv := servertest.Federation(t, 3)
 	a, b, c := srv[0], srv[1], srv[2]
@@ -141,15 +144,16 @@ func TestHostilePeer(t *testing.T) {
 	msg := func(body string) map[string]any { return map[string]any{"msgtype": "m.text", "body": body} }
 
 	cases := []struct {
-		name string
-		pdu  func() json.RawMessage
+		name     string
+		pdu      func() json.RawMessage
+		authRule bool // refused by the auth rules: no error in the answer
 	}{
 		{"forged signature: a user of A, signed by C", func() json.RawMessage {
 			return f.build(alice.UserID, "m.room.message", nil, msg("forged alice")).JSON()
-		}},
+		}, false},
 		{"sender of a server not in the room", func() json.RawMessage {
 			return f.build("@eve:"+c.ServerName(), "m.room.message", nil, msg("eve was never here")).JSON()
-		}},
+		}, true},
 		{"over 65,536 bytes", func() json.RawMessage {
 			// Signed and hashed as it should be; unsigned, which neither
 			// covers, carries it over the limit.
@@ -158,11 +162,11 @@ func TestHostilePeer(t *testing.T) {
 			obj["unsigned"] = map[string]any{"pad": strings.Repeat("x", 70000)}
 			raw, _ := json.Marshal(obj)
 			return raw
-		}},
+		}, false},
 		{"power levels raised without power", func() json.RawMessage {
 			empty := ""
 			return f.build(mallory.UserID, "m.room.power_levels", &empty, map[string]any{"users": map[string]int{mallory.UserID: 100}}).JSON()
-		}},
+		}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -172,8 +176,13 @@ func TestHostilePeer(t *testing.T) {
 				t.Fatalf("the transaction itself was refused: %v", err)
 			}
 			for id, r := range results {
-				if r["error"] == "" {
+				if _, hasErr := r["error"]; !hasErr && !tc.authRule {
 					t.Fatalf("PDU %s accepted: %v", id, results)
+				}
+			}
+			if ev, err := pdu.ParseUntrusted("12", raw); tc.authRule && err == nil {
+				if r, ok := results[ev.ID()]; !ok || r["error"] != "" {
+					t.Fatalf("PDU %s answered %v; want it listed without an error", ev.ID(), results)
 				}
 			}
 			var head map[string]any

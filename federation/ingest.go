@@ -24,6 +24,11 @@ func (s *Service) receivePDUs(ctx context.Context, origin string, pdus []json.Ra
 			// Unparseable, or for a room we are not in: there is no
 			// event ID to answer under.
 			s.cfg.Log.Info("federation: PDU dropped", "origin", origin, "room", pdu.RoomIDOf(raw), "err", err)
+		case errors.Is(err, rooms.ErrNotAllowed):
+			// Stored as rejected: Synapse answers such a PDU without an
+			// error, and peers (Complement among them) expect that.
+			s.cfg.Log.Info("federation: PDU rejected by the auth rules", "origin", origin, "event_id", id, "err", err)
+			out[id] = pduResult{}
 		case errors.Is(err, rooms.ErrRejected):
 			out[id] = pduResult{Error: err.Error()}
 		case errors.Is(err, rooms.ErrNotInRoom):

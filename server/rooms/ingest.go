@@ -112,7 +112,7 @@ func (s *Service) ingest(ctx context.Context, origin string, roomNID uint64, ev 
 	case err != nil:
 		return err
 	case known != nil && known.Flags&store.FlagRejected != 0:
-		return fmt.Errorf("%w: rejected before", ErrRejected)
+		return fmt.Errorf("%w: rejected before", ErrNotAllowed)
 	case known != nil && known.Flags&store.FlagOutlier == 0:
 		return nil // in the timeline already
 	}
@@ -146,7 +146,7 @@ func (s *Service) reject(room *store.Room, ev *pdu.Event, before map[store.State
 		return err
 	}
 	s.log.Info("federation: event rejected", "event_id", ev.ID(), "room", room.RoomID, "sender", ev.Sender(), "why", why)
-	return fmt.Errorf("%w: %v", ErrRejected, why)
+	return fmt.Errorf("%w: %v", ErrNotAllowed, why)
 }
 
 // rejectedSnapshot stores the state before a rejected event, nil for

@@ -82,7 +82,7 @@ func (s *Service) persistRemote(room *store.Room, ev *pdu.Event, before map[stor
 	}
 	if refusal != nil {
 		s.log.Info("federation: event rejected", "event_id", ev.ID(), "room", room.RoomID, "why", refusal)
-		return fmt.Errorf("%w: not allowed by the state before it: %v", ErrRejected, refusal)
+		return fmt.Errorf("%w by the state before it: %v", ErrNotAllowed, refusal)
 	}
 	if softFail != nil {
 		s.log.Info("federation: event soft-failed", "event_id", ev.ID(), "room", room.RoomID, "why", softFail)

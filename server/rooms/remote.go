@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"hearth/server/pdu"
 	"hearth/store"
@@ -38,6 +39,12 @@ type Remote interface {
 // ErrRejected wraps the refusal of a remote event: it failed its
 // signatures, hashes, size or the auth rules.
 var ErrRejected = errors.New("event rejected")
+
+// ErrNotAllowed wraps the refusal of a remote event that was stored as
+// rejected: it failed the auth rules, or its auth events did. The
+// event is known and never served; its sender is answered as Synapse
+// answers, without an error.
+var ErrNotAllowed = fmt.Errorf("%w: not allowed", ErrRejected)
 
 // ErrNotInRoom is an event for a room this server is not in.
 var ErrNotInRoom = errors.New("this server is not in the room")
