@@ -544,3 +544,20 @@ func TestClaimOldestFirst(t *testing.T) {
 		}
 	}
 }
+
+// Device keys without the device's self-signature are stored and served
+// as sent, as Synapse stores them (Complement's device-list tests upload
+// such keys): whoever uses them checks the signature. A wrong
+// self-signature is still refused (TestUploadRejectsBadKeys).
+func TestUnsignedDeviceKeysAccepted(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	d := newDevice(s.Register(t, "alice", password))
+	other := s.Register(t, "bob", password)
+	k := d.deviceKeys(t)
+	k["signatures"] = map[string]any{}
+	d.Must(200, "POST", "/_matrix/client/v3/keys/upload", map[string]any{"device_keys": k})
+	q := other.Must(200, "POST", "/_matrix/client/v3/keys/query", map[string]any{"device_keys": map[string]any{d.UserID: []string{}}})
+	if got := get(q.JSON, "device_keys", d.UserID, d.DeviceID, "keys", "ed25519:"+d.DeviceID); got != d.pub {
+		t.Fatalf("unsigned device keys in bob's query: %v, want the ed25519 key %s", got, d.pub)
+	}
+}

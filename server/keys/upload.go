@@ -22,8 +22,8 @@ type uploadResp struct {
 }
 
 // upload is POST /keys/upload. Everything is checked before anything is
-// stored: device keys must be the caller's own device's and signed by its
-// ed25519 key, signed one-time and fallback keys signed by it too, and a
+// stored: device keys must be the caller's own device's and, when they
+// carry its self-signature, signed by its ed25519 key; signed one-time and fallback keys signed by it too, and a
 // one-time key ID already held with other content is refused, so a bad
 // upload stores nothing.
 func (s *Service) upload(r *httpx.Request, in *uploadReq) (*uploadResp, error) {
@@ -41,8 +41,13 @@ func (s *Service) upload(r *httpx.Request, in *uploadReq) (*uploadResp, error) {
 		if signingKey = o.Keys["ed25519:"+p.DeviceID]; signingKey == "" {
 			return nil, mxerr.InvalidParam("device_keys has no ed25519:%s key", p.DeviceID)
 		}
-		if err := pdu.VerifyJSONSignature(in.DeviceKeys, p.UserID, "ed25519:"+p.DeviceID, signingKey); err != nil {
-			return nil, invalidSignature("device_keys are not signed by the device's ed25519 key")
+		// A self-signature that is there must be right. One that is
+		// missing is accepted, as Synapse accepts it: every client signs,
+		// and whoever uses the keys checks the signature for themself.
+		if _, signed := o.Signatures[p.UserID]["ed25519:"+p.DeviceID]; signed {
+			if err := pdu.VerifyJSONSignature(in.DeviceKeys, p.UserID, "ed25519:"+p.DeviceID, signingKey); err != nil {
+				return nil, invalidSignature("device_keys are not signed by the device's ed25519 key")
+			}
 		}
 		if devKeys, err = pdu.CanonicalJSON(in.DeviceKeys); err != nil {
 			return nil, mxerr.BadJSON("device_keys is not valid JSON")
