@@ -323,8 +323,9 @@ type MessagesQuery struct {
 }
 
 // Messages pages through a room's timeline in topological order, as far
-// as userID may see. End is omitted when there is nothing further, as the
-// spec says. With lazy_load_members, State holds the member events of the
+// as userID may see. End is omitted when there is nothing further and
+// the page is empty (a page with events has one, as Synapse's have).
+// With lazy_load_members, State holds the member events of the
 // chunk's senders.
 //
 // Paging back from a sync token (a sync's prev_batch) gives the events
@@ -423,7 +424,13 @@ func (s *Service) messagesPage(userID, roomID string, q MessagesQuery) (*Page, [
 				return err
 			}
 			if len(entries) == 0 {
-				return s.lazyMembers(tx, v, q.Filter, page) // the start (or end) of the room: no end token
+				// The start (or end) of the room. A page that has events
+				// still gets an end token, as Synapse gives one: paging on
+				// from it returns none, and no end.
+				if len(page.Chunk) > 0 {
+					page.End = topoToken(cursor)
+				}
+				return s.lazyMembers(tx, v, q.Filter, page)
 			}
 			for i, e := range entries {
 				if beyond(e.Token) {
