@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -153,7 +154,15 @@ func (s *Service) ApplyDeviceListUpdate(ctx context.Context, u *DeviceListUpdate
 		s.notify(pos, u.UserID)
 	}
 	if needResync {
-		return s.resyncLocked(ctx, u.UserID)
+		// An update that follows on from earlier ones changed devices
+		// clients may hold; one with no prev_id may be the user's server
+		// announcing the devices of a join, which changes nothing unless
+		// the list fetched is newer than it (see resyncLocked).
+		after := int64(-1)
+		if len(u.PrevID) == 0 {
+			after = u.StreamID
+		}
+		return s.resyncLocked(ctx, u.UserID, after)
 	}
 	return nil
 }
@@ -204,13 +213,15 @@ func (s *Service) resync(ctx context.Context, userID string) error {
 	if s.cached(userID) {
 		return nil // current, fetched by another request meanwhile
 	}
-	return s.resyncLocked(ctx, userID)
+	return s.resyncLocked(ctx, userID, math.MaxInt64)
 }
 
 // resyncLocked is resync with the user's lock held. On failure the cache
 // entry is dropped, so that queries ask the server until the next update
-// resyncs again.
-func (s *Service) resyncLocked(ctx context.Context, userID string) error {
+// resyncs again. A change is recorded (clients told to fetch the keys
+// again) when a list was cached before, or when the list fetched is newer
+// than changedAfter (a stream ID).
+func (s *Service) resyncLocked(ctx context.Context, userID string, changedAfter int64) error {
 	server, ok := splitUserID(userID)
 	if !ok {
 		return fmt.Errorf("malformed user ID %q", userID)
@@ -240,11 +251,19 @@ func (s *Service) resyncLocked(ctx context.Context, userID string) error {
 			pos, err = tx.RecordDeviceListChange(userID)
 			return err
 		}
-		var err error
-		if pos, err = tx.RecordDeviceListChange(userID); err != nil {
-			return err
+		// A list cached before may be in clients' hands: they must fetch
+		// it again. A first fetch for a query, or for the devices a
+		// joiner's server announces on the join, changes nothing they
+		// hold (the join already listed the user as changed), so it
+		// records no change, unless it found changes made since.
+		at := tx.LatestPos()
+		if _, err := tx.RemoteDeviceList(userID); err == nil || got.StreamID > changedAfter {
+			if pos, err = tx.RecordDeviceListChange(userID); err != nil {
+				return err
+			}
+			at = pos
 		}
-		l := &store.RemoteDeviceList{StreamID: got.StreamID, Recent: []int64{got.StreamID}, Pos: pos}
+		l := &store.RemoteDeviceList{StreamID: got.StreamID, Recent: []int64{got.StreamID}, Pos: at}
 		if keysOf(got.MasterKey, userID, "") {
 			l.MasterKey = got.MasterKey
 		}

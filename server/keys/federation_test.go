@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"hearth/server/servertest"
+	"hearth/store"
 )
 
 // A client on one server encrypts for a device on another without sharing
@@ -337,4 +338,51 @@ func TestDeviceNamesStayHome(t *testing.T) {
 	if len(devices.Devices) != 1 || devices.Devices[0]["device_display_name"] != nil {
 		t.Errorf("A's user/devices for alice: %v, want her one device without a name", devices.Devices)
 	}
+}
+
+// When bob joins alice's room from another server, alice's sync lists
+// him as changed once: his server then announces his devices to ours
+// (a newly shared server), and that first look at his list changes
+// nothing alice's client holds, so it is not listed again. A real change
+// afterwards is. (Complement's TestDeviceListsUpdateOverFederation
+// expects exactly this.)
+func TestJoinListsJoinerOnce(t *testing.T) {
+	servers := servertest.Federation(t, 2)
+	a, b := servers[0], servers[1]
+	alice := newDevice(a.Register(t, "alice", password))
+	bob := newDevice(b.Register(t, "bob", password))
+	bob.uploadAll(t, 1)
+	roomID := alice.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "public_chat"}).Str("room_id")
+	_, since := syncFrom(t, alice, "", 0)
+	bob.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID)+"?server_name="+url.QueryEscape(a.ServerName()), map[string]any{})
+
+	deadline := time.Now().Add(10 * time.Second)
+	for !time.Now().After(deadline) {
+		resp, next := syncFrom(t, alice, since, 1000)
+		since = next
+		if slices.Contains(changed(resp), bob.UserID) {
+			break
+		}
+	}
+	// B has delivered what it had for A: the join's device announcement.
+	servertest.Eventually(t, 10*time.Second, func() (bool, string) {
+		var queued []string
+		_ = b.Store().View(func(tx *store.Tx) error { queued = tx.FederationDestinations(); return nil })
+		return !slices.Contains(queued, a.ServerName()), fmt.Sprintf("B still has queued for %v", queued)
+	})
+	if resp, _ := syncFrom(t, alice, since, 500); slices.Contains(changed(resp), bob.UserID) {
+		t.Fatalf("bob listed as changed again after his join: %v", get(resp, "device_lists"))
+	}
+
+	bob2 := newDevice(b.Login(t, "bob", password))
+	bob2.uploadAll(t, 1)
+	deadline = time.Now().Add(10 * time.Second)
+	for !time.Now().After(deadline) {
+		resp, next := syncFrom(t, alice, since, 1000)
+		since = next
+		if slices.Contains(changed(resp), bob.UserID) {
+			return
+		}
+	}
+	t.Fatal("bob's new device never listed in alice's device_lists.changed")
 }
