@@ -77,14 +77,30 @@ func (s *Server) federateDevicesOnJoin(userID, roomID string) {
 		}
 		return
 	}
-	// What changed and was never told goes first, to everyone sharing a
-	// room now, so that the snapshot's stream ID is what every peer has
-	// been or will be told.
+	// What changed and was never told goes first, to the servers that
+	// shared a room before, so that the snapshot's stream ID is what
+	// every peer has been or will be told. The new servers get only the
+	// snapshot: what changed before the join is no news to them.
 	peers, err := s.rooms.SharedUsers(userID)
 	if err != nil {
 		s.log.Warn("sync notification: users sharing a room", "user", userID, "err", err)
 	}
-	s.federateDeviceList(userID, peers)
+	var old []string
+	for _, u := range peers {
+		_, server, ok := strings.Cut(u, ":")
+		if ok && server != s.cfg.ServerName && !slices.Contains(servers, server) && !slices.Contains(old, server) {
+			old = append(old, server)
+		}
+	}
+	// DeviceListEDUs records the changes as told even when no server
+	// shared a room before: the snapshot below then includes them.
+	pending, err := s.keys.DeviceListEDUs(userID)
+	if err == nil && len(pending) > 0 && len(old) > 0 {
+		err = s.sender.Enqueue(old, nil, pending)
+	}
+	if err != nil {
+		s.log.Warn("federation: device-list update", "user", userID, "err", err)
+	}
 	edus, err := s.keys.DeviceListSnapshot(userID)
 	if err == nil && len(edus) > 0 {
 		err = s.sender.Enqueue(servers, nil, edus)

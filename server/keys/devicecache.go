@@ -54,6 +54,10 @@ type DeviceListUpdate struct {
 	PrevID      []int64         `json:"prev_id,omitempty"`
 	Deleted     bool            `json:"deleted,omitempty"`
 	Keys        json.RawMessage `json:"keys,omitempty"`
+	// JoinAnnouncement marks the updates a Hearth server sends a server
+	// its user newly shares a room with, on the join: they restate the
+	// devices, they do not change them. Other servers ignore the field.
+	JoinAnnouncement bool `json:"io.hearth.join_announcement,omitempty"`
 }
 
 // SigningKeyUpdate is the content of an m.signing_key_update EDU.
@@ -154,12 +158,11 @@ func (s *Service) ApplyDeviceListUpdate(ctx context.Context, u *DeviceListUpdate
 		s.notify(pos, u.UserID)
 	}
 	if needResync {
-		// An update that follows on from earlier ones changed devices
-		// clients may hold; one with no prev_id may be the user's server
-		// announcing the devices of a join, which changes nothing unless
-		// the list fetched is newer than it (see resyncLocked).
+		// A join announcement changes nothing clients hold (the join
+		// itself listed the user as changed) unless the list fetched is
+		// newer than it; any other update changed devices.
 		after := int64(-1)
-		if len(u.PrevID) == 0 {
+		if u.JoinAnnouncement {
 			after = u.StreamID
 		}
 		return s.resyncLocked(ctx, u.UserID, after)
@@ -252,10 +255,10 @@ func (s *Service) resyncLocked(ctx context.Context, userID string, changedAfter 
 			return err
 		}
 		// A list cached before may be in clients' hands: they must fetch
-		// it again. A first fetch for a query, or for the devices a
-		// joiner's server announces on the join, changes nothing they
-		// hold (the join already listed the user as changed), so it
-		// records no change, unless it found changes made since.
+		// it again. A first fetch for a query, or for a join
+		// announcement, changes nothing they hold (the join already
+		// listed the user as changed), so it records no change, unless
+		// it found changes made since.
 		at := tx.LatestPos()
 		if _, err := tx.RemoteDeviceList(userID); err == nil || got.StreamID > changedAfter {
 			if pos, err = tx.RecordDeviceListChange(userID); err != nil {

@@ -180,7 +180,7 @@ func (s *Service) DeviceListSnapshot(userID string) ([][]byte, error) {
 		for _, id := range sortedKeys(devices) {
 			if _, told := f.Devices[id]; told {
 				edus = append(edus, edu("m.device_list_update", &DeviceListUpdate{UserID: userID, DeviceID: id,
-					DisplayName: devices[id].name, StreamID: f.StreamID, Keys: devices[id].keys}))
+					DisplayName: devices[id].name, StreamID: f.StreamID, Keys: devices[id].keys, JoinAnnouncement: true}))
 			}
 		}
 		return nil
