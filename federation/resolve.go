@@ -59,9 +59,24 @@ type Resolver struct {
 	lookupSRV LookupSRVFunc
 	now       func() time.Time
 
-	mu    sync.Mutex // guards cache
+	mu    sync.Mutex // guards cache and srvCache
 	cache map[string]*wellKnown
+	// srvCache holds each hostname's SRV resolution: every new
+	// connection resolves its server name, and an SRV query a resolver
+	// cannot answer may take its whole timeout (5 s with Go's defaults)
+	// each time.
+	srvCache map[string]srvAnswer
 }
+
+// srvAnswer is one hostname's cached SRV resolution.
+type srvAnswer struct {
+	res     Resolution
+	expires time.Time
+}
+
+// srvCachePeriod is how long an SRV resolution, found or not, is kept:
+// Go's resolver does not give the records' TTL.
+const srvCachePeriod = 10 * time.Minute
 
 // wellKnown is one hostname's cached .well-known answer; done is closed
 // once server and expires are set, so concurrent resolutions of a name
@@ -96,6 +111,7 @@ func newResolver(tr http.RoundTripper, lookupSRV LookupSRVFunc) *Resolver {
 		lookupSRV: lookupSRV,
 		now:       time.Now,
 		cache:     make(map[string]*wellKnown),
+		srvCache:  make(map[string]srvAnswer),
 	}
 }
 
@@ -136,6 +152,32 @@ func direct(name, host, port string) Resolution {
 // certificate stay hostname's whatever the target: DNS is not secure, so
 // the target proves it may serve hostname by its certificate.
 func (r *Resolver) srv(ctx context.Context, hostname string) Resolution {
+	r.mu.Lock()
+	a, ok := r.srvCache[hostname]
+	r.mu.Unlock()
+	if ok && r.now().Before(a.expires) {
+		return a.res
+	}
+	res := r.lookupSRVs(ctx, hostname)
+	if ctx.Err() != nil {
+		return res // the lookups may have been cut short: not an answer to keep
+	}
+	r.mu.Lock()
+	if len(r.srvCache) >= wellKnownMaxCache {
+		now := r.now()
+		for name, a := range r.srvCache {
+			if !now.Before(a.expires) || len(r.srvCache) >= wellKnownMaxCache {
+				delete(r.srvCache, name)
+			}
+		}
+	}
+	r.srvCache[hostname] = srvAnswer{res: res, expires: r.now().Add(srvCachePeriod)}
+	r.mu.Unlock()
+	return res
+}
+
+// lookupSRVs is srv without the cache.
+func (r *Resolver) lookupSRVs(ctx context.Context, hostname string) Resolution {
 	res := Resolution{Addr: net.JoinHostPort(hostname, strconv.Itoa(DefaultPort)), Host: hostname, ServerName: hostname}
 	for _, service := range []string{"matrix-fed", "matrix"} {
 		// Any failure, not only "no such name", moves on: the next step

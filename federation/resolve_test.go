@@ -134,6 +134,11 @@ func startFedServer(t *testing.T) *fedServer {
 // client returns a federation client trusting the server's CA, with DNS
 // answered by srvRecords and the reachable addresses dialling the server.
 func (s *fedServer) client() *federation.Client {
+	return s.clientWith(lookupSRV)
+}
+
+// clientWith is client with DNS answered by lookup.
+func (s *fedServer) clientWith(lookup federation.LookupSRVFunc) *federation.Client {
 	addr := s.Listener.Addr().String()
 	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
 		for _, r := range reachable {
@@ -151,7 +156,7 @@ func (s *fedServer) client() *federation.Client {
 	}
 	return federation.NewClient(federation.ClientConfig{
 		ServerName: "me.example", RootCAs: s.roots, AllowPrivate: true,
-		LookupSRV: lookupSRV, DialContext: dial,
+		LookupSRV: lookup, DialContext: dial,
 	})
 }
 
@@ -331,5 +336,38 @@ func TestResolveInvalidServerNames(t *testing.T) {
 		if r, err := c.Resolve(context.Background(), name); err == nil {
 			t.Errorf("Resolve(%q) = %+v, want an error", name, r)
 		}
+	}
+}
+
+// SRV answers are cached, found or not: each new connection resolves its
+// server's name, and a DNS server that cannot answer an SRV query costs
+// the resolver's whole timeout every time (Docker's did, 5 s per
+// connection).
+func TestSRVCached(t *testing.T) {
+	s := startFedServer(t)
+	var mu sync.Mutex
+	lookups := map[string]int{}
+	c := s.clientWith(func(ctx context.Context, service, proto, name string) (string, []*net.SRV, error) {
+		mu.Lock()
+		lookups[name]++
+		mu.Unlock()
+		return lookupSRV(ctx, service, proto, name)
+	})
+	for _, host := range []string{"srv.example", "plain.example"} {
+		first, err := c.Resolve(context.Background(), host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if again, err := c.Resolve(context.Background(), host); err != nil || again != first {
+				t.Fatalf("%s: resolved again to %+v, %v; first %+v", host, again, err, first)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// srv.example's first service answers; plain.example has neither.
+	if lookups["srv.example"] != 1 || lookups["plain.example"] != 2 {
+		t.Fatalf("SRV lookups by name: %v; want 1 for srv.example and 2 for plain.example", lookups)
 	}
 }
