@@ -96,6 +96,9 @@ var (
 	// bucketRedactions maps a redacted event's pos to the pos of the
 	// redaction that redacted it.
 	bucketRedactions = []byte("pos_redactionpos")
+	// bucketPendingRedactions maps the ID of an event not received yet to
+	// the pos of the first redaction of it, applied when it arrives.
+	bucketPendingRedactions = []byte("eventid_redactionpos")
 	// bucketEventTxns maps a local event's pos to the client transaction
 	// that sent it: localpart 0x00 device 0x00 txnID.
 	bucketEventTxns = []byte("pos_txn")
@@ -188,6 +191,7 @@ var allBuckets = [][]byte{
 	bucketOpenID,
 	bucketFederatedDevices, bucketRemoteDeviceLists, bucketRemoteDevices, bucketInboundToDevice,
 	bucketStreamGaps, bucketBackfillPoints,
+	bucketPendingRedactions,
 }
 
 // appendOnly lists the buckets keyed by stream position alone, whose new

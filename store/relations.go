@@ -214,6 +214,29 @@ func (tx *Tx) Redact(target, redaction uint64, redactedJSON []byte) error {
 	return b.Put(u64(target), u64(redaction))
 }
 
+// PutPendingRedaction records that the redaction at redaction redacts
+// the event targetID, which has not been received: TakePendingRedaction
+// finds it when the event arrives. The first redaction is kept.
+func (tx *Tx) PutPendingRedaction(targetID string, redaction uint64) error {
+	b := tx.btx.Bucket(bucketPendingRedactions)
+	if b.Get([]byte(targetID)) != nil {
+		return nil
+	}
+	return b.Put([]byte(targetID), u64(redaction))
+}
+
+// TakePendingRedaction returns and forgets the redaction waiting for the
+// event eventID; ok is false when there is none.
+func (tx *Tx) TakePendingRedaction(eventID string) (redaction uint64, ok bool, err error) {
+	b := tx.btx.Bucket(bucketPendingRedactions)
+	v := b.Get([]byte(eventID))
+	if len(v) != 8 {
+		return 0, false, nil
+	}
+	redaction = binary.BigEndian.Uint64(v)
+	return redaction, true, b.Delete([]byte(eventID))
+}
+
 // RedactedBy returns the position of the redaction that redacted the event
 // at pos, or ErrNotFound.
 func (tx *Tx) RedactedBy(pos uint64) (uint64, error) {

@@ -117,6 +117,8 @@ var migrations = []func(tx *bolt.Tx) error{
 	createBuckets,
 	// 16 → 17: timeline gaps and backfill points.
 	createBuckets,
+	// 17 → 18: redactions of events not received yet.
+	createBuckets,
 }
 
 // createBuckets creates every bucket of the current schema that is missing.

@@ -94,19 +94,25 @@ func (s *Service) checkRedaction(tx *store.Tx, room *store.Room, d *Draft) (*Dra
 	nd.Content = b
 
 	rec, err := servableEvent(tx, target)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && rec.RoomNID != room.NID) {
+	unknown := errors.Is(err, store.ErrNotFound)
+	if err == nil && rec.RoomNID != room.NID {
 		return nil, mxerr.NotFound("Event not found")
 	}
-	if err != nil {
+	if err != nil && !unknown {
 		return nil, err
 	}
-	orig, err := pdu.Parse(room.Version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
-	if err != nil {
-		return nil, err
+	if !unknown {
+		orig, err := pdu.Parse(room.Version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+		if err != nil {
+			return nil, err
+		}
+		if orig.Sender() == d.Sender {
+			return &nd, nil
+		}
 	}
-	if orig.Sender() == d.Sender {
-		return &nd, nil
-	}
+	// Someone else's event, or one this server has not received (a
+	// moderator may redact what other servers hold, as Synapse lets
+	// them): only with the power to redact others' events.
 	create, err := s.stateEvent(tx, room, "m.room.create", "")
 	if err != nil {
 		return nil, err
@@ -121,6 +127,9 @@ func (s *Service) checkRedaction(tx *store.Tx, room *store.Room, d *Draft) (*Dra
 	ok, err := pdu.MayRedactOthers(create, pl, d.Sender)
 	if err != nil {
 		return nil, err
+	}
+	if !ok && unknown {
+		return nil, mxerr.NotFound("Event not found")
 	}
 	if !ok {
 		return nil, mxerr.Forbidden("You don't have permission to redact events sent by others")
@@ -142,9 +151,28 @@ func (s *Service) indexEvent(tx *store.Tx, room *store.Room, ev *pdu.Event, pos 
 		return err
 	}
 	if ev.Type() == "m.room.redaction" && !ev.IsState() {
-		return s.applyRedaction(tx, room, ev.Redacts(), pos)
+		if err := s.applyRedaction(tx, room, ev.Redacts(), pos); err != nil {
+			return err
+		}
 	}
-	return nil
+	return s.applyPendingRedaction(tx, room, ev)
+}
+
+// applyPendingRedaction applies to ev, just stored, a redaction of it
+// that came first, if that redaction may take effect on it.
+func (s *Service) applyPendingRedaction(tx *store.Tx, room *store.Room, ev *pdu.Event) error {
+	redPos, ok, err := tx.TakePendingRedaction(ev.ID())
+	if err != nil || !ok {
+		return err
+	}
+	red, err := s.heads.event(tx, room.Version, redPos)
+	if err != nil {
+		return err
+	}
+	if red.RoomID() != room.RoomID || !s.mayRedact(tx, room, red) {
+		return nil
+	}
+	return s.applyRedaction(tx, room, ev.ID(), redPos)
 }
 
 // applyRedaction stores the redacted form of the event targetID in place
@@ -153,8 +181,11 @@ func (s *Service) indexEvent(tx *store.Tx, room *store.Room, ev *pdu.Event, pos 
 // child events"). Its own children stay.
 func (s *Service) applyRedaction(tx *store.Tx, room *store.Room, targetID string, redaction uint64) error {
 	rec, err := tx.EventByID(targetID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && rec.RoomNID != room.NID) {
-		return nil // redactions of unknown events wait for them (federation)
+	if errors.Is(err, store.ErrNotFound) {
+		return tx.PutPendingRedaction(targetID, redaction) // it waits for the event
+	}
+	if err == nil && rec.RoomNID != room.NID {
+		return nil
 	}
 	if err != nil {
 		return err
