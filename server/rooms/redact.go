@@ -57,7 +57,44 @@ func (s *Service) checkDraft(tx *store.Tx, room *store.Room, d *Draft) (*Draft, 
 	if d.Type == "m.room.redaction" && d.StateKey == nil {
 		return s.checkRedaction(tx, room, d)
 	}
+	if d.Type == "m.room.member" && d.StateKey != nil {
+		return s.checkAuthoriser(tx, room, d)
+	}
 	return d, s.checkRelation(tx, room, d)
+}
+
+// checkAuthoriser drops join_authorised_via_users_server from a join
+// this server builds where it means nothing or cannot hold: a join of
+// someone already joined (a profile change), or one naming a user of
+// another server (or no user at all), whose server's signature other
+// servers would look for in vain and so refuse the event. Without it the
+// auth rules decide as for any join.
+func (s *Service) checkAuthoriser(tx *store.Tx, room *store.Room, d *Draft) (*Draft, error) {
+	var content map[string]json.RawMessage
+	if json.Unmarshal(d.Content, &content) != nil {
+		return d, nil // the auth rules refuse it
+	}
+	raw, ok := content["join_authorised_via_users_server"]
+	var membership, authoriser string
+	if !ok || json.Unmarshal(content["membership"], &membership) != nil || membership != "join" {
+		return d, nil
+	}
+	_ = json.Unmarshal(raw, &authoriser)
+	joined := false
+	if m, err := tx.MembershipOf(*d.StateKey, room.NID); err == nil && m.Membership == "join" {
+		joined = true
+	}
+	if !joined && serverOf(authoriser) == s.serverName && strings.HasPrefix(authoriser, "@") {
+		return d, nil
+	}
+	delete(content, "join_authorised_via_users_server")
+	b, err := json.Marshal(content)
+	if err != nil {
+		return nil, err
+	}
+	nd := *d
+	nd.Content = b
+	return &nd, nil
 }
 
 // checkRedaction places the target of a redaction (top level before room

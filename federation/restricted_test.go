@@ -1,0 +1,37 @@
+package federation_test
+
+import (
+	"net/url"
+	"testing"
+	"time"
+
+	"hearth/server/servertest"
+)
+
+// bob of B joins a restricted room on A through the space it allows,
+// then changes his member event with a stray join_authorised_via_users_
+// server (a client's leftover): his server leaves it out, since a join of
+// someone already joined authorises nothing and A would look for a
+// signature of "unused"'s server in vain. A takes the change.
+func TestRestrictedRoomProfileChangeAcrossServers(t *testing.T) {
+	srv := servertest.Federation(t, 2)
+	a, b := srv[0], srv[1]
+	alice := a.Register(t, "alice", "pw-alice")
+	bob := b.Register(t, "bob", "pw-bob")
+	space := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	roomID := createRoom(t, alice, map[string]any{"room_version": "10", "initial_state": []any{
+		map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{
+			"join_rule": "restricted", "allow": []any{map[string]any{"type": "m.room_membership", "room_id": space}},
+		}},
+	}})
+	via := "?server_name=" + url.QueryEscape(a.ServerName())
+	bob.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(space)+via, map[string]any{})
+	bob.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID)+via, map[string]any{})
+
+	member := "/_matrix/client/v3/rooms/" + url.PathEscape(roomID) + "/state/m.room.member/" + url.PathEscape(bob.UserID)
+	bob.Must(200, "PUT", member, map[string]any{"membership": "join", "displayname": "Bobby", "join_authorised_via_users_server": "unused"})
+	servertest.Eventually(t, 10*time.Second, func() (bool, string) {
+		r := alice.Do("GET", member, nil)
+		return r.Status == 200 && r.Str("displayname") == "Bobby", "bob's member event on A: " + r.String()
+	})
+}
