@@ -35,3 +35,42 @@ func TestRestrictedRoomProfileChangeAcrossServers(t *testing.T) {
 		return r.Status == 200 && r.Str("displayname") == "Bobby", "bob's member event on A: " + r.String()
 	})
 }
+
+// A restricted join goes only through the servers the client names:
+// charlie asks B, whose only member (bob) may not invite, so B cannot
+// authorise the join and it fails; naming A as well, it goes through A.
+// (The room ID's own server is tried only when nothing else is known.)
+func TestRestrictedJoinOnlyThroughNamedServers(t *testing.T) {
+	srv := servertest.Federation(t, 3)
+	a, b, c := srv[0], srv[1], srv[2]
+	alice := a.Register(t, "alice", "pw-alice")
+	bob := b.Register(t, "bob", "pw-bob")
+	charlie := c.Register(t, "charlie", "pw-charlie")
+	space := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	roomID := createRoom(t, alice, map[string]any{"room_version": "10", "initial_state": []any{
+		map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{
+			"join_rule": "restricted", "allow": []any{map[string]any{"type": "m.room_membership", "room_id": space}},
+		}},
+	}, "power_level_content_override": map[string]any{"invite": 100}})
+	join := func(c *servertest.Client, room string, servers ...*servertest.Server) *servertest.Response {
+		q := url.Values{}
+		for _, s := range servers {
+			q.Add("server_name", s.ServerName())
+		}
+		return c.Do("POST", "/_matrix/client/v3/join/"+url.PathEscape(room)+"?"+q.Encode(), map[string]any{})
+	}
+	for _, u := range []*servertest.Client{bob, charlie} {
+		if r := join(u, space, a); r.Status != 200 {
+			t.Fatalf("%s joining the space: %s", u.UserID, r)
+		}
+	}
+	if r := join(bob, roomID, a); r.Status != 200 {
+		t.Fatalf("bob joining the room: %s", r)
+	}
+	if r := join(charlie, roomID, b); r.Status == 200 {
+		t.Fatalf("charlie joined through B, which cannot authorise it: %s", r)
+	}
+	if r := join(charlie, roomID, b, a); r.Status != 200 {
+		t.Fatalf("charlie joining through B then A: %s", r)
+	}
+}

@@ -434,7 +434,7 @@ func inviteState(js []byte) []StrippedEvent {
 }
 
 // remoteServers returns where to reach a room we are not resident in:
-// the servers the client named, the inviter's, and the room ID's.
+// the servers the client named and the inviter's, else the room ID's.
 func (s *Service) remoteServers(tx *store.Tx, roomID, userID string, via []string) []string {
 	out := slices.Clone(via)
 	add := func(server string) {
@@ -453,7 +453,12 @@ func (s *Service) remoteServers(tx *store.Tx, roomID, userID string, via []strin
 			}
 		}
 	}
-	add(serverOf(roomID))
+	// The room ID's server, of versions before 12, only when nothing
+	// else is known, as Synapse does: a client naming servers chose them
+	// (a restricted join that none of them can authorise must fail).
+	if len(slices.DeleteFunc(slices.Clone(out), func(n string) bool { return n == s.serverName })) == 0 {
+		add(serverOf(roomID))
+	}
 	return slices.DeleteFunc(out, func(n string) bool { return n == s.serverName })
 }
 
