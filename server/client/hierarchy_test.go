@@ -23,16 +23,20 @@ func TestSpaceHierarchy(t *testing.T) {
 	bob := s.Register(t, "bob", "pw")
 	space := createRoom(t, alice, map[string]any{"preset": "public_chat", "name": "Family", "creation_content": map[string]any{"type": "m.space"}})
 	kitchen := createRoom(t, alice, map[string]any{"preset": "public_chat", "name": "Kitchen"})
-	garden := createRoom(t, alice, map[string]any{"preset": "public_chat", "name": "Garden"})
+	garden := createRoom(t, alice, map[string]any{"preset": "public_chat", "name": "Garden", "creation_content": map[string]any{"type": "m.space"}})
 	secret := createRoom(t, alice, map[string]any{"preset": "private_chat", "name": "Presents"})
 	shed := createRoom(t, alice, map[string]any{"preset": "public_chat", "name": "Shed"})
+	pantry := createRoom(t, alice, map[string]any{"preset": "public_chat", "name": "Pantry"})
 	child := func(parent, room, order string, suggested bool) {
 		alice.Must(200, "PUT", roomPath(parent, "/state/m.space.child/"+room), map[string]any{"via": []string{"localhost"}, "order": order, "suggested": suggested})
 	}
 	child(space, garden, "b", false)
 	child(space, kitchen, "a", true)
 	child(space, secret, "c", true)
-	child(garden, shed, "", false)
+	child(garden, shed, "", false) // garden is a space within the space
+	// Only spaces have children: the kitchen's m.space.child is not
+	// followed, as Synapse does not follow it.
+	child(kitchen, pantry, "", false)
 	// A child without via is no child.
 	alice.Must(200, "PUT", roomPath(space, "/state/m.space.child/!gone:localhost"), map[string]any{})
 

@@ -175,7 +175,11 @@ func (s *Service) hierarchyNode(ctx context.Context, userID, roomID string, via 
 	if node.entry.ChildrenState == nil {
 		node.entry.ChildrenState = []StrippedEvent{}
 	}
-	node.children = childrenFromStripped(summary.ChildrenState)
+	if summary.RoomType == "m.space" {
+		node.children = childrenFromStripped(summary.ChildrenState)
+	} else {
+		node.entry.ChildrenState = []StrippedEvent{}
+	}
 	if node.visible, err = s.maySeeRemote(userID, summary); err != nil {
 		return nil, err
 	}
@@ -237,9 +241,19 @@ func (s *Service) maySeeRemote(userID string, r *ServerHierarchyRoom) (bool, err
 	return ok, err
 }
 
-// spaceChildren returns a room's m.space.child events that name a via,
-// in the spec's order.
+// spaceChildren returns a space's m.space.child events that name a via,
+// in the spec's order; none for a room that is not a space (its create
+// event's type is not m.space), as Synapse walks them.
 func (s *Service) spaceChildren(tx *store.Tx, room *store.Room) ([]spaceChild, error) {
+	var create struct {
+		Type string `json:"type"`
+	}
+	if err := s.stateContent(tx, room, "m.room.create", "", &create); err != nil {
+		return nil, err
+	}
+	if create.Type != "m.space" {
+		return nil, nil
+	}
 	state, err := tx.CurrentState(room.NID, "m.space.child")
 	if err != nil {
 		return nil, err
