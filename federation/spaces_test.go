@@ -74,3 +74,26 @@ func TestSpaceWithRemoteChildren(t *testing.T) {
 		t.Fatalf("hierarchy with B unreachable: %v", ids)
 	}
 }
+
+// A room this server is not in is summarised as its server describes it
+// (federation /hierarchy), through the via the client names or an
+// alias's servers; one the user may not see is 404 all the same.
+func TestRemoteRoomSummary(t *testing.T) {
+	srv := servertest.Federation(t, 2)
+	a, b := srv[0], srv[1]
+	alice := a.Register(t, "alice", "password-alice")
+	bob := b.Register(t, "bob", "password-bob")
+	lounge := createRoom(t, bob, map[string]any{"preset": "public_chat", "name": "Lounge", "room_alias_name": "lounge"})
+	den := createRoom(t, bob, map[string]any{"preset": "private_chat", "name": "Den"})
+
+	summary := "/_matrix/client/v1/room_summary/"
+	r := alice.Must(200, "GET", summary+url.PathEscape(lounge)+"?via="+url.QueryEscape(b.ServerName()), nil)
+	if r.Str("room_id") != lounge || r.Str("name") != "Lounge" || r.Str("join_rule") != "public" || r.JSON["membership"] != nil {
+		t.Fatalf("remote summary by ID and via: %s", r)
+	}
+	if r := alice.Must(200, "GET", summary+url.PathEscape("#lounge:"+b.ServerName()), nil); r.Str("room_id") != lounge {
+		t.Fatalf("remote summary by alias: %s", r)
+	}
+	wantMatrixErr(t, "B's private room", alice.Do("GET", summary+url.PathEscape(den)+"?via="+url.QueryEscape(b.ServerName()), nil), 404, "M_NOT_FOUND")
+	wantMatrixErr(t, "no via", alice.Do("GET", summary+url.PathEscape(lounge), nil), 404, "M_NOT_FOUND")
+}

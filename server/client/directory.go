@@ -28,6 +28,7 @@ func (a *API) directoryRoutes() []httpx.Route {
 
 		// Spaces.
 		{Method: "GET", Path: "/v1/rooms/{roomId}/hierarchy", Auth: httpx.UserAuth, Handler: httpx.NoBody(a.hierarchy)},
+		{Method: "GET", Path: "/v1/room_summary/{roomIdOrAlias}", Auth: httpx.UserAuth, Handler: httpx.NoBody(a.roomSummary)},
 		{Method: "POST", Path: "/v3/publicRooms", Auth: httpx.UserAuth, Handler: httpx.JSON(a.postPublicRooms)},
 	}
 }
@@ -180,6 +181,17 @@ func (a *API) postPublicRooms(r *httpx.Request, in *publicRoomsReq) (*rooms.Publ
 		q.ThirdPartyInstanceID = in.ThirdPartyInstanceID
 	}
 	return a.publicRooms(r, q)
+}
+
+// roomSummary is GET /_matrix/client/v1/room_summary/{roomIdOrAlias}:
+// an alias is resolved first, and its servers are asked after via.
+func (a *API) roomSummary(r *httpx.Request) (*rooms.RoomPreview, error) {
+	t, err := a.roomTarget(r, r.Param("roomIdOrAlias"))
+	if err != nil {
+		return nil, err
+	}
+	via := append(r.QueryAll("via"), t.Servers...)
+	return a.rooms.Preview(r.Context(), r.Principal.UserID, t.RoomID, via)
 }
 
 // hierarchy is GET /_matrix/client/v1/rooms/{roomId}/hierarchy.

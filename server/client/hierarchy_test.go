@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"net/url"
 	"testing"
 
 	"hearth/server/servertest"
@@ -87,4 +88,41 @@ func TestSpaceHierarchy(t *testing.T) {
 	if r := bob.Do("GET", "/_matrix/client/v1/rooms/"+space+"/hierarchy?from=zz", nil); r.Status != 400 {
 		t.Fatalf("bad token: %s", r)
 	}
+}
+
+// Spec v1.15: GET /room_summary/{roomIdOrAlias} describes a room to whom
+// may see it: its directory entry, type, version, encryption, the rooms
+// its restricted rule allows and the caller's membership; a room they may
+// not see is 404, as one that does not exist.
+func TestRoomSummary(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	bob := s.Register(t, "bob", "pw")
+	space := createRoom(t, alice, map[string]any{"preset": "public_chat", "name": "Family", "room_alias_name": "family", "creation_content": map[string]any{"type": "m.space"}})
+	restricted := createRoom(t, alice, map[string]any{"room_version": "10", "name": "Members only", "initial_state": []any{
+		map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{
+			"join_rule": "restricted", "allow": []any{map[string]any{"type": "m.room_membership", "room_id": space}},
+		}},
+		map[string]any{"type": "m.room.encryption", "state_key": "", "content": map[string]any{"algorithm": "m.megolm.v1.aes-sha2"}},
+	}})
+	secret := createRoom(t, alice, map[string]any{"preset": "private_chat", "name": "Presents"})
+
+	r := bob.Must(200, "GET", "/_matrix/client/v1/room_summary/"+url.PathEscape("#family:localhost"), nil)
+	if r.Str("room_id") != space || r.Str("room_type") != "m.space" || r.Str("join_rule") != "public" || r.Str("name") != "Family" ||
+		r.Str("room_version") == "" || r.JSON["membership"] != nil || r.JSON["num_joined_members"] != 1.0 {
+		t.Fatalf("summary of the space, by alias, for bob: %s", r)
+	}
+	wantMatrixErr(t, "the restricted room before bob is in the space", bob.Do("GET", "/_matrix/client/v1/room_summary/"+url.PathEscape(restricted), nil), 404, "M_NOT_FOUND")
+	bob.Must(200, "POST", roomPath(space, "/join"), map[string]any{})
+	r = bob.Must(200, "GET", "/_matrix/client/v1/room_summary/"+url.PathEscape(restricted), nil)
+	allowed, _ := r.JSON["allowed_room_ids"].([]any)
+	if r.Str("join_rule") != "restricted" || len(allowed) != 1 || allowed[0] != space || r.Str("room_version") != "10" ||
+		r.Str("encryption") != "m.megolm.v1.aes-sha2" {
+		t.Fatalf("summary of the restricted room: %s", r)
+	}
+	if r := alice.Must(200, "GET", "/_matrix/client/v1/room_summary/"+url.PathEscape(secret), nil); r.Str("membership") != "join" {
+		t.Fatalf("alice's own private room: %s", r)
+	}
+	wantMatrixErr(t, "the private room, for bob", bob.Do("GET", "/_matrix/client/v1/room_summary/"+url.PathEscape(secret), nil), 404, "M_NOT_FOUND")
+	wantMatrixErr(t, "a room nobody knows", bob.Do("GET", "/_matrix/client/v1/room_summary/"+url.PathEscape("!nowhere:localhost"), nil), 404, "M_NOT_FOUND")
 }
