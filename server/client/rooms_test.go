@@ -109,6 +109,31 @@ func TestCreateRoomEveryVersion(t *testing.T) {
 	}
 }
 
+// The presets' invite level and guest access, as Synapse sets them:
+// anyone may invite to a private chat, moderators to a public one; a
+// public chat has no m.room.guest_access event (absent is forbidden).
+func TestCreateRoomPresetDefaults(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	for _, tc := range []struct {
+		preset string
+		invite float64
+		guest  any
+	}{
+		{"public_chat", 50, nil},
+		{"private_chat", 0, "can_join"},
+		{"trusted_private_chat", 0, "can_join"},
+	} {
+		st := stateMap(t, alice, createRoom(t, alice, map[string]any{"preset": tc.preset}))
+		if got := st["m.room.power_levels|"]["invite"]; got != tc.invite {
+			t.Errorf("%s: invite level %v, want %v", tc.preset, got, tc.invite)
+		}
+		if got := st["m.room.guest_access|"]["guest_access"]; got != tc.guest {
+			t.Errorf("%s: guest access %v, want %v", tc.preset, got, tc.guest)
+		}
+	}
+}
+
 // Spec v1.16 room version 12: creators are not in the power levels'
 // users, the tombstone level is 150, and trusted_private_chat makes the
 // invitees additional creators.

@@ -143,6 +143,9 @@ func (s *Service) CreateRoom(req *CreateRequest) (string, error) {
 		state("m.room.history_visibility", "", map[string]string{"history_visibility": "shared"}),
 		state("m.room.guest_access", "", map[string]string{"guest_access": guestAccess}),
 	} {
+		if d.Type == "m.room.guest_access" && guestAccess != "can_join" {
+			continue // absent is forbidden; Synapse sends it only to allow guests
+		}
 		if err := add(d); err != nil {
 			return "", err
 		}
@@ -241,6 +244,12 @@ func (s *Service) powerLevels(version, preset string, req *CreateRequest, creato
 			}
 		}
 	}
+	// Anyone may invite to a private chat; in a public one, moderators
+	// (Synapse's defaults: its private presets override invite to 0).
+	invite := 0
+	if preset == PresetPublic {
+		invite = 50
+	}
 	tombstone := 100
 	if pdu.PrivilegedCreators(version) {
 		tombstone = 150 // above state_default and every ordinary admin
@@ -253,7 +262,7 @@ func (s *Service) powerLevels(version, preset string, req *CreateRequest, creato
 		"ban":            50,
 		"kick":           50,
 		"redact":         50,
-		"invite":         0,
+		"invite":         invite,
 		"events": map[string]any{
 			"m.room.name":               50,
 			"m.room.power_levels":       100,
