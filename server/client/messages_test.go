@@ -132,3 +132,27 @@ func TestEventContext(t *testing.T) {
 		t.Fatalf("context of an unknown event: %s", r)
 	}
 }
+
+// /context's end is the position just after the last event it gives:
+// paging back from it gives that event again (clients and Complement's
+// jump-to-date test page back from it), paging forward does not.
+func TestContextEndToken(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	room := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	send(t, alice, room, "A")
+	b := send(t, alice, room, "B")
+	send(t, alice, room, "C")
+	ctx := alice.Must(200, "GET", roomPath(room, "/context/"+url.PathEscape(b)+"?limit=0"), nil)
+	end := url.QueryEscape(ctx.Str("end"))
+	if got := chunkBodies(alice.Must(200, "GET", roomPath(room, "/messages?dir=b&limit=2&from="+end), nil)); !slices.Equal(got, []string{"B", "A"}) {
+		t.Errorf("back from /context's end: %v, want B then A", got)
+	}
+	if got := chunkBodies(alice.Must(200, "GET", roomPath(room, "/messages?dir=f&limit=5&from="+end), nil)); !slices.Equal(got, []string{"C"}) {
+		t.Errorf("forward from /context's end: %v, want C", got)
+	}
+	start := url.QueryEscape(ctx.Str("start"))
+	if got := chunkBodies(alice.Must(200, "GET", roomPath(room, "/messages?dir=b&limit=1&from="+start), nil)); !slices.Equal(got, []string{"A"}) {
+		t.Errorf("back from /context's start: %v, want A", got)
+	}
+}

@@ -67,6 +67,13 @@ func (s *Service) EventContext(userID, roomID, eventID string, limit int, f *fil
 		if err := collect(store.Forward, limit-before, &out.EventsAfter, &out.End); err != nil {
 			return err
 		}
+		// end is the position just after the last event given (the event
+		// itself when none came after it): paging back from it gives that
+		// event too, as Synapse's token does, and paging on does not.
+		if t, err := parseTopoToken(out.End); err == nil {
+			t.Pos++
+			out.End = topoToken(t)
+		}
 		// The state at the event: after it, if it is a state event.
 		st, err := tx.StateAt(rec.StateBefore)
 		if err != nil {
