@@ -73,4 +73,22 @@ func TestRestrictedJoinOnlyThroughNamedServers(t *testing.T) {
 	if r := join(charlie, roomID, b, a); r.Status != 200 {
 		t.Fatalf("charlie joining through B then A: %s", r)
 	}
+
+	// bob may invite now, but has left the space: B cannot tell whether
+	// charlie is still in it (what it knew of the space is stale), so it
+	// will not authorise his join, and A will.
+	alice.Must(200, "PUT", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/state/m.room.power_levels/",
+		map[string]any{"invite": 100, "users": map[string]any{alice.UserID: 100, bob.UserID: 100}})
+	charlie.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/leave", map[string]any{})
+	bob.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(space)+"/leave", map[string]any{})
+	servertest.Eventually(t, 10*time.Second, func() (bool, string) {
+		r := bob.Do("GET", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/state/m.room.member/"+url.PathEscape(charlie.UserID), nil)
+		return r.Str("membership") == "leave", "charlie's leave not at B: " + r.String()
+	})
+	if r := join(charlie, roomID, b); r.Status == 200 {
+		t.Fatalf("charlie joined through B, which no longer knows who is in the space: %s", r)
+	}
+	if r := join(charlie, roomID, b, a); r.Status != 200 {
+		t.Fatalf("charlie joining again through B then A: %s", r)
+	}
 }

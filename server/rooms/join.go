@@ -39,6 +39,10 @@ func (s *Service) Join(roomID string, c *MemberChange) (string, error) {
 		return s.joinRemote(roomID, c, memberContent(c, nil))
 	}
 	authoriser, err := s.restrictedAuthoriser(roomID, c.Target)
+	if e, ok := mxerr.As(err); ok && e.Code == "M_UNABLE_TO_AUTHORISE_JOIN" {
+		// Another server might authorise it; our own user is told no.
+		return "", mxerr.Forbidden("This server cannot authorise your join to this restricted room")
+	}
 	if err != nil {
 		return "", err
 	}
@@ -67,19 +71,33 @@ func (s *Service) restrictedAuthoriser(roomID, userID string) (string, error) {
 		if m, err := tx.MembershipOf(userID, room.NID); err == nil && (m.Membership == "invite" || m.Membership == "join") {
 			return nil // an invite, or a profile update of a member, needs no authoriser
 		}
-		allowed := false
+		// Only rooms this server is in tell who is in them now; what we
+		// knew of a room we left may be stale.
+		allowed, unsure := false, false
 		for _, a := range jr.Allow {
 			if a.Type != "m.room_membership" {
 				continue
 			}
 			other, err := tx.RoomByID(a.RoomID)
+			if err == nil {
+				var in bool
+				if in, err = s.resident(tx, other); err == nil && !in {
+					err = store.ErrNotFound
+				}
+			}
 			if err != nil {
+				unsure = true
 				continue
 			}
 			if m, err := tx.MembershipOf(userID, other.NID); err == nil && m.Membership == "join" {
 				allowed = true
 				break
 			}
+		}
+		if !allowed && unsure {
+			// The spec's code for "ask another server", which may be in
+			// the allowed room.
+			return &mxerr.Error{Status: 400, Code: "M_UNABLE_TO_AUTHORISE_JOIN", Message: "This server cannot tell whether you are in a room that allows the join"}
 		}
 		if !allowed {
 			return mxerr.Forbidden("You are not in any of the rooms that allow joining this one")
