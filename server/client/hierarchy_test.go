@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"net/url"
+	"slices"
 	"testing"
 
 	"hearth/server/servertest"
@@ -56,14 +57,21 @@ func TestSpaceHierarchy(t *testing.T) {
 	if root["room_type"] != "m.space" || root["name"] != "Family" || len(root["children_state"].([]any)) != 3 {
 		t.Fatalf("root entry: %v", root)
 	}
-	if ids := hierarchyIDs(alice.Must(200, "GET", "/_matrix/client/v1/rooms/"+space+"/hierarchy", nil)); len(ids) != 5 {
-		t.Fatalf("hierarchy for alice, who is in every room: %v", ids)
+	// Depth first, as the spec pages it: the garden's shed before the
+	// space's third child.
+	if ids := hierarchyIDs(alice.Must(200, "GET", "/_matrix/client/v1/rooms/"+space+"/hierarchy", nil)); !slices.Equal(ids, []string{space, kitchen, garden, shed, secret}) {
+		t.Fatalf("hierarchy for alice, who is in every room: %v, want %v", ids, []string{space, kitchen, garden, shed, secret})
 	}
 	if ids := hierarchyIDs(bob.Must(200, "GET", "/_matrix/client/v1/rooms/"+space+"/hierarchy?max_depth=1", nil)); len(ids) != 3 {
 		t.Fatalf("max_depth=1: %v", ids)
 	}
-	if ids := hierarchyIDs(alice.Must(200, "GET", "/_matrix/client/v1/rooms/"+space+"/hierarchy?suggested_only=true", nil)); len(ids) != 3 {
+	sug := alice.Must(200, "GET", "/_matrix/client/v1/rooms/"+space+"/hierarchy?suggested_only=true", nil)
+	if ids := hierarchyIDs(sug); len(ids) != 3 {
 		t.Fatalf("suggested_only: %v", ids)
+	}
+	// ... and the links shown are the suggested ones.
+	if links := sug.JSON["rooms"].([]any)[0].(map[string]any)["children_state"].([]any); len(links) != 2 {
+		t.Fatalf("suggested_only: the space shows %d links, want its 2 suggested: %v", len(links), links)
 	}
 	// Pages of two cover the walk once.
 	var all []string

@@ -59,7 +59,7 @@ type hierarchyNode struct {
 	children []spaceChild
 }
 
-// Hierarchy walks a space breadth-first through its m.space.child events
+// Hierarchy walks a space depth-first through its m.space.child events
 // (those with a non-empty via), showing userID each room they may see:
 // joined or invited, public or knockable, world readable, or restricted
 // to a room they are in. Rooms this server is in are read locally; the
@@ -88,11 +88,13 @@ func (s *Service) Hierarchy(ctx context.Context, userID, rootID string, q Hierar
 		via    []string
 		depth  int
 	}
-	queue, seen, index := []item{{roomID: rootID}}, map[string]bool{rootID: true}, 0
+	// Depth first, as the spec pages it: a stack, children pushed last
+	// first so the first child is walked next.
+	stack, seen, index := []item{{roomID: rootID}}, map[string]bool{rootID: true}, 0
 	known := map[string]*ServerHierarchyRoom{} // summaries other servers sent as children
-	for len(queue) > 0 {
-		it := queue[0]
-		queue = queue[1:]
+	for len(stack) > 0 {
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
 		node, err := s.hierarchyNode(ctx, userID, it.roomID, it.via, it.depth == 0, q.SuggestedOnly, known)
 		if err != nil {
 			return nil, err
@@ -103,23 +105,31 @@ func (s *Service) Hierarchy(ctx context.Context, userID, rootID string, q Hierar
 			}
 			continue
 		}
+		// The links shown are those walked: with suggested_only, the
+		// suggested ones (Synapse's).
+		entry := node.entry
+		entry.ChildrenState = []StrippedEvent{}
+		var next []item
+		for _, c := range node.children {
+			if q.SuggestedOnly && !c.suggested {
+				continue
+			}
+			entry.ChildrenState = append(entry.ChildrenState, c.ev)
+			if !seen[c.roomID] && (q.MaxDepth < 0 || it.depth < q.MaxDepth) {
+				seen[c.roomID] = true
+				next = append(next, item{roomID: c.roomID, via: c.via, depth: it.depth + 1})
+			}
+		}
 		if index >= offset {
 			if len(page.Rooms) == limit {
 				page.NextBatch = "h" + strconv.Itoa(index)
 				return page, nil
 			}
-			page.Rooms = append(page.Rooms, node.entry)
+			page.Rooms = append(page.Rooms, entry)
 		}
 		index++
-		if q.MaxDepth >= 0 && it.depth >= q.MaxDepth {
-			continue
-		}
-		for _, c := range node.children {
-			if seen[c.roomID] || (q.SuggestedOnly && !c.suggested) {
-				continue
-			}
-			seen[c.roomID] = true
-			queue = append(queue, item{roomID: c.roomID, via: c.via, depth: it.depth + 1})
+		for i := len(next) - 1; i >= 0; i-- {
+			stack = append(stack, next[i])
 		}
 	}
 	return page, nil
