@@ -1,9 +1,12 @@
 package federation_test
 
 import (
+	"encoding/json"
 	"net/url"
 	"testing"
+	"time"
 
+	"hearth/server/pdu"
 	"hearth/server/servertest"
 )
 
@@ -39,6 +42,19 @@ func TestRedactionBeforeItsEvent(t *testing.T) {
 	if unsigned, _ := r.JSON["unsigned"].(map[string]any); unsigned["redacted_because"] == nil {
 		t.Errorf("no redacted_because: %s", r)
 	}
+
+	// A v12 redaction with its target at the top level, where the
+	// version does not look: it redacts nothing, and the transaction
+	// answers it without an error (Complement's TestSync sends one).
+	h := f.head()
+	p := &pdu.Proto{Version: h.version, RoomID: roomID, Sender: mallory.UserID, Type: "m.room.redaction",
+		Content: json.RawMessage(`{}`), Redacts: "$12345", PrevEvents: h.prev, Depth: h.depth + 1}
+	if ev, err := pdu.Build(p, h.auth, f.signer, time.Now()); err != nil {
+		t.Fatal(err)
+	} else if res, err := sendTxn(t, c, a, ev.JSON()); err != nil || res[ev.ID()]["error"] != "" {
+		t.Fatalf("misplaced redacts: %v, %v", res, err)
+	}
+	alice.Must(200, "GET", "/_matrix/client/v3/sync?timeout=0", nil)
 
 	unknown := "$notreceivedyet0000000000000000000000000000"
 	wantMatrixErr(t, "bob redacting an event nobody here has", bob.Do("PUT", room+"/redact/"+url.PathEscape(unknown)+"/b1", map[string]any{}), 404, "M_NOT_FOUND")

@@ -218,6 +218,9 @@ func (tx *Tx) Redact(target, redaction uint64, redactedJSON []byte) error {
 // the event targetID, which has not been received: TakePendingRedaction
 // finds it when the event arrives. The first redaction is kept.
 func (tx *Tx) PutPendingRedaction(targetID string, redaction uint64) error {
+	if targetID == "" {
+		return fmt.Errorf("store: pending redaction of no event")
+	}
 	b := tx.btx.Bucket(bucketPendingRedactions)
 	if b.Get([]byte(targetID)) != nil {
 		return nil

@@ -217,6 +217,9 @@ func (s *Service) applyPendingRedaction(tx *store.Tx, room *store.Room, ev *pdu.
 // longer counts in its parent's aggregations (spec: "Aggregations of
 // child events"). Its own children stay.
 func (s *Service) applyRedaction(tx *store.Tx, room *store.Room, targetID string, redaction uint64) error {
+	if targetID == "" {
+		return nil // a redaction naming no event (its redacts is misplaced for the room version)
+	}
 	rec, err := tx.EventByID(targetID)
 	if errors.Is(err, store.ErrNotFound) {
 		return tx.PutPendingRedaction(targetID, redaction) // it waits for the event
