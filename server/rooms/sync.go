@@ -407,9 +407,10 @@ func (s *Service) syncState(tx *store.Tx, v *view, req *SyncRequest, room *store
 		if err != nil {
 			return nil, err
 		}
-		// The user's own membership is always sent: a client needs it
-		// whatever its state filter.
-		own := sk.Type == "m.room.member" && sk.Key == req.UserID
+		// With lazy-loaded members, the user's own membership is sent
+		// whatever the state filter, as Synapse sends it; otherwise the
+		// filter decides, for it as for any event.
+		own := req.LazyMembers && sk.Type == "m.room.member" && sk.Key == req.UserID
 		if !own && (sk.Type != "m.room.member" || !req.LazyMembers) {
 			if !req.State.Match(room.RoomID, ce.Type, ce.Sender, ce.Content) {
 				continue

@@ -313,3 +313,30 @@ func TestZeroTimelineLimit(t *testing.T) {
 		t.Fatal("the state lacks the room name")
 	}
 }
+
+// A state filter applies to the syncing user's own member event too
+// (only lazy-loaded members bring it regardless, as Synapse does): bob,
+// who left, filters state to a custom type and gets none of it, the
+// custom state being in his timeline.
+func TestStateFilterAppliesToOwnMembership(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	bob := s.Register(t, "bob", "pw")
+	f, _ := json.Marshal(map[string]any{"room": map[string]any{
+		"timeline": map[string]any{"types": []string{"m.room.message", "a.madeup"}},
+		"state":    map[string]any{"types": []string{"a.madeup"}}, "include_leave": true}})
+	room := alice.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "public_chat"}).Str("room_id")
+	rp := "/_matrix/client/v3/rooms/" + url.PathEscape(room)
+	bob.Must(200, "POST", rp+"/join", map[string]any{})
+	alice.Must(200, "PUT", rp+"/send/m.room.message/1", map[string]any{"msgtype": "m.text", "body": "before"})
+	alice.Must(200, "PUT", rp+"/state/a.madeup/", map[string]any{"my_key": "before"})
+	bob.Must(200, "POST", rp+"/leave", map[string]any{})
+	r := bob.Must(200, "GET", "/_matrix/client/v3/sync?filter="+url.QueryEscape(string(f)), nil)
+	left, _ := r.JSON["rooms"].(map[string]any)["leave"].(map[string]any)[room].(map[string]any)
+	if left == nil {
+		t.Fatalf("the left room is missing: %s", r)
+	}
+	if st, _ := left["state"].(map[string]any)["events"].([]any); len(st) != 0 {
+		t.Fatalf("state of the left room, filtered to a.madeup (in the timeline): %v", st)
+	}
+}
