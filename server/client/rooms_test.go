@@ -134,6 +134,46 @@ func TestCreateRoomPresetDefaults(t *testing.T) {
 	}
 }
 
+// Room version 12's creators, asked wrongly, are bad requests (400), as
+// Synapse answers them: additional_creators that are not user IDs, a
+// power level override or a power levels event listing a creator, a
+// second create event. creation_content's additional creators and a
+// trusted private chat's invitees are all creators.
+func TestRoomVersion12CreatorRequests(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	s.Register(t, "bob", "pw")
+	for name, extra := range map[string]any{
+		"not a list":      "@foo:example.com",
+		"not strings":     []any{"@foo:example.com", 42},
+		"not user IDs":    []any{"@foo:example.com", "not-a-user-id"},
+		"bad server name": []any{"@invalid:dom$ain$.com"},
+	} {
+		r := alice.Do("POST", "/_matrix/client/v3/createRoom", map[string]any{"creation_content": map[string]any{"additional_creators": extra}})
+		if r.Status != 400 {
+			t.Errorf("additional_creators %s: %s", name, r)
+		}
+	}
+	if r := alice.Do("POST", "/_matrix/client/v3/createRoom", map[string]any{"power_level_content_override": map[string]any{"users": map[string]int{"@alice:localhost": 100}}}); r.Status != 400 {
+		t.Errorf("an override listing the creator: %s", r)
+	}
+	roomID := createRoom(t, alice, map[string]any{"preset": "trusted_private_chat", "invite": []string{"@bob:localhost"},
+		"creation_content": map[string]any{"additional_creators": []string{"@carol:example.com"}}})
+	st := stateMap(t, alice, roomID)
+	if got := st["m.room.create|"]["additional_creators"]; fmt.Sprint(got) != "[@carol:example.com @bob:localhost]" {
+		t.Errorf("additional_creators: %v, want carol's and the invitee bob's", got)
+	}
+	for _, creator := range []string{"@alice:localhost", "@bob:localhost", "@carol:example.com"} {
+		r := alice.Do("PUT", roomPath(roomID, "/state/m.room.power_levels/"), map[string]any{"users": map[string]int{creator: 100}})
+		if r.Status != 400 {
+			t.Errorf("power levels listing the creator %s: %s", creator, r)
+		}
+	}
+	if r := alice.Do("PUT", roomPath(roomID, "/state/m.room.create/"), map[string]any{"room_version": "12", "entropy": 1}); r.Status != 400 {
+		t.Errorf("a second create event: %s", r)
+	}
+}
+
 // Spec v1.16 room version 12: creators are not in the power levels'
 // users, the tombstone level is 150, and trusted_private_chat makes the
 // invitees additional creators.

@@ -90,3 +90,10 @@ func CreatorInContent(v string) bool {
 	}
 	return false
 }
+
+// ValidUserID reports whether s is a user ID of the grammar's shape: an
+// @, a localpart and a valid server name (historical localparts allowed).
+func ValidUserID(s string) bool {
+	_, err := spec.NewUserID(s, true)
+	return err == nil
+}

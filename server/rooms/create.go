@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"slices"
 
 	"hearth/server/mxerr"
 	"hearth/server/pdu"
@@ -87,6 +88,12 @@ func (s *Service) CreateRoom(req *CreateRequest) (string, error) {
 	add := func(d *Draft) error {
 		d.Sender = req.Creator
 		ev, err := s.build(h, d)
+		if e, ok := mxerr.As(err); ok && e.Code == "M_FORBIDDEN" {
+			// A new room's own events break the auth rules only through
+			// what the request asked (creation_content, the power level
+			// override, initial_state): a bad request, as Synapse has it.
+			return mxerr.InvalidParam("%s", e.Message)
+		}
 		if err != nil {
 			return err
 		}
@@ -110,9 +117,24 @@ func (s *Service) CreateRoom(req *CreateRequest) (string, error) {
 		create["creator"] = req.Creator
 	}
 	creators := []string{req.Creator}
-	if pdu.PrivilegedCreators(version) && preset == PresetTrustedPrivate && len(req.Invite) > 0 {
-		create["additional_creators"] = req.Invite
-		creators = append(creators, req.Invite...)
+	if pdu.PrivilegedCreators(version) {
+		// creation_content's additional creators (checked by the auth
+		// rules), and for a trusted private chat the invitees too.
+		var extra []string
+		if raw, ok := req.CreationContent["additional_creators"]; ok && (json.Unmarshal(raw, &extra) != nil || slices.ContainsFunc(extra, func(u string) bool { return !pdu.ValidUserID(u) })) {
+			return "", mxerr.InvalidParam("additional_creators must be a list of user IDs")
+		}
+		if preset == PresetTrustedPrivate {
+			for _, inv := range req.Invite {
+				if !slices.Contains(extra, inv) {
+					extra = append(extra, inv)
+				}
+			}
+		}
+		if len(extra) > 0 {
+			create["additional_creators"] = extra
+			creators = append(creators, extra...)
+		}
 	}
 	if err := add(state("m.room.create", empty, create)); err != nil {
 		return "", err

@@ -60,7 +60,41 @@ func (s *Service) checkDraft(tx *store.Tx, room *store.Room, d *Draft) (*Draft, 
 	if d.Type == "m.room.member" && d.StateKey != nil {
 		return s.checkAuthoriser(tx, room, d)
 	}
+	if d.Type == "m.room.create" && d.StateKey != nil {
+		return nil, mxerr.BadJSON("A room has one create event, sent when it is created")
+	}
+	if d.Type == "m.room.power_levels" && d.StateKey != nil && pdu.PrivilegedCreators(room.Version) {
+		if err := s.checkCreatorsNotListed(tx, room, d.Content); err != nil {
+			return nil, err
+		}
+	}
 	return d, s.checkRelation(tx, room, d)
+}
+
+// checkCreatorsNotListed refuses, as a bad request, power levels that
+// list one of a room version 12 room's creators in users: they outrank
+// everyone unlisted, and the auth rules reject listing them.
+func (s *Service) checkCreatorsNotListed(tx *store.Tx, room *store.Room, content json.RawMessage) error {
+	var pl struct {
+		Users map[string]json.RawMessage `json:"users"`
+	}
+	if json.Unmarshal(content, &pl) != nil {
+		return nil // the auth rules refuse it
+	}
+	create, err := s.stateEvent(tx, room, "m.room.create", "")
+	if err != nil {
+		return err
+	}
+	var c struct {
+		AdditionalCreators []string `json:"additional_creators"`
+	}
+	_ = json.Unmarshal(create.Content(), &c)
+	for _, creator := range append([]string{create.Sender()}, c.AdditionalCreators...) {
+		if _, listed := pl.Users[creator]; listed {
+			return mxerr.BadJSON("%s is a creator of the room: creators may not be listed in the power levels", creator)
+		}
+	}
+	return nil
 }
 
 // checkAuthoriser drops join_authorised_via_users_server from a join
