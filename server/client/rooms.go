@@ -66,7 +66,8 @@ func (a *API) timestampToEvent(r *httpx.Request) (*rooms.EventAtTime, error) {
 }
 
 type upgradeReq struct {
-	NewVersion string `json:"new_version"`
+	NewVersion         string   `json:"new_version"`
+	AdditionalCreators []string `json:"additional_creators"`
 }
 
 type upgradeResp struct {
@@ -78,7 +79,7 @@ func (a *API) upgrade(r *httpx.Request, in *upgradeReq) (*upgradeResp, error) {
 	if in.NewVersion == "" {
 		return nil, mxerr.MissingParam("Missing new_version")
 	}
-	id, err := a.rooms.Upgrade(r.Param("roomId"), r.Principal.UserID, in.NewVersion, a.profileOf(r.Principal.Localpart))
+	id, err := a.rooms.Upgrade(r.Param("roomId"), r.Principal.UserID, in.NewVersion, a.profileOf(r.Principal.Localpart), in.AdditionalCreators)
 	if err != nil {
 		return nil, err
 	}

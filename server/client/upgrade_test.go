@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"fmt"
 	"testing"
 
 	"hearth/server/servertest"
@@ -48,4 +49,30 @@ func TestRoomUpgrade(t *testing.T) {
 	}
 	bob.Must(200, "POST", roomPath(repl, "/join"), map[string]any{})
 	send(t, bob, repl, "made it")
+}
+
+// Spec v1.16: an upgrade to room version 12 may name additional creators,
+// who are in the new create event and, like the upgrader, not in the new
+// power levels; other admins keep their level.
+func TestUpgradeWithAdditionalCreators(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	bob := s.Register(t, "bob", "pw")
+	charlie := s.Register(t, "charlie", "pw")
+	room := createRoom(t, alice, map[string]any{"preset": "public_chat", "room_version": "11"})
+	bob.Must(200, "POST", roomPath(room, "/join"), map[string]any{})
+	charlie.Must(200, "POST", roomPath(room, "/join"), map[string]any{})
+	alice.Must(200, "PUT", roomPath(room, "/state/m.room.power_levels/"), map[string]any{"users": map[string]int{
+		"@alice:localhost": 100, "@bob:localhost": 100, "@charlie:localhost": 50}})
+	if r := alice.Do("POST", roomPath(room, "/upgrade"), map[string]any{"new_version": "12", "additional_creators": []string{"bob"}}); r.Status != 400 {
+		t.Fatalf("additional_creators that are not user IDs: %s", r)
+	}
+	newRoom := alice.Must(200, "POST", roomPath(room, "/upgrade"), map[string]any{"new_version": "12", "additional_creators": []string{"@bob:localhost"}}).Str("replacement_room")
+	st := stateMap(t, alice, newRoom)
+	if got := fmt.Sprint(st["m.room.create|"]["additional_creators"]); got != "[@bob:localhost]" {
+		t.Errorf("additional_creators: %v", got)
+	}
+	if users := st["m.room.power_levels|"]["users"].(map[string]any); len(users) != 1 || users["@charlie:localhost"] != 50.0 {
+		t.Errorf("new power levels' users: %v, want charlie alone at 50", users)
+	}
 }

@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"encoding/json"
+	"slices"
 
 	"hearth/server/mxerr"
 	"hearth/server/pdu"
@@ -22,10 +23,18 @@ var upgradeCopiedState = []string{
 // old room's power levels stop ordinary members from speaking or
 // inviting; the old room's local aliases and its place in the public room
 // directory pass to the new one. Everything lands in one transaction. It
-// returns the new room's ID.
-func (s *Service) Upgrade(roomID, sender, newVersion string, senderProfile map[string]string) (string, error) {
+// returns the new room's ID. additionalCreators (room version 12 and
+// later) are made creators of the new room beside the sender, and so
+// left out of its power levels.
+func (s *Service) Upgrade(roomID, sender, newVersion string, senderProfile map[string]string, additionalCreators []string) (string, error) {
 	if !pdu.Known(newVersion) {
 		return "", &mxerr.Error{Status: 400, Code: "M_UNSUPPORTED_ROOM_VERSION", Message: "Room version " + newVersion + " is not supported"}
+	}
+	if slices.ContainsFunc(additionalCreators, func(u string) bool { return !pdu.ValidUserID(u) }) {
+		return "", mxerr.InvalidParam("additional_creators must be a list of user IDs")
+	}
+	if !pdu.PrivilegedCreators(newVersion) {
+		additionalCreators = nil // the version has no such thing
 	}
 	unlock := s.lockRoom(roomID)
 	defer unlock()
@@ -94,6 +103,9 @@ func (s *Service) Upgrade(roomID, sender, newVersion string, senderProfile map[s
 	if pdu.CreatorInContent(newVersion) {
 		create["creator"] = sender
 	}
+	if len(additionalCreators) > 0 {
+		create["additional_creators"] = additionalCreators
+	}
 	if err := add("m.room.create", "", create); err != nil {
 		return "", err
 	}
@@ -115,7 +127,11 @@ func (s *Service) Upgrade(roomID, sender, newVersion string, senderProfile map[s
 		users = map[string]any{}
 	}
 	if pdu.PrivilegedCreators(newVersion) {
-		delete(users, sender) // creators outrank everyone without being listed
+		// Creators outrank everyone without being listed.
+		delete(users, sender)
+		for _, c := range additionalCreators {
+			delete(users, c)
+		}
 	} else {
 		users[sender] = maxLevel(users)
 	}
