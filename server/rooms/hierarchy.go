@@ -3,7 +3,6 @@ package rooms
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -144,11 +143,8 @@ func (s *Service) hierarchyNode(ctx context.Context, userID, roomID string, via 
 	var local *hierarchyNode
 	resident := false
 	err := s.store.View(func(tx *store.Tx) error {
-		room, err := tx.RoomByID(roomID)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
+		room, err := roomIfKnown(tx, roomID)
+		if err != nil || room == nil {
 			return err
 		}
 		if resident, err = s.resident(tx, room); err != nil {

@@ -90,11 +90,8 @@ func memberContent(c *MemberChange, extra map[string]any) map[string]any {
 func (s *Service) Membership(userID, roomID string) (string, error) {
 	var out string
 	err := s.store.View(func(tx *store.Tx) error {
-		room, err := tx.RoomByID(roomID)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
+		room, err := roomIfKnown(tx, roomID)
+		if err != nil || room == nil {
 			return err
 		}
 		m, err := tx.MembershipOf(userID, room.NID)

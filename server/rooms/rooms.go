@@ -195,6 +195,16 @@ func knownRoom(tx *store.Tx, roomID string) (*store.Room, error) {
 	return room, err
 }
 
+// roomIfKnown returns a room by ID, or nil (and no error) when this
+// server does not know it.
+func roomIfKnown(tx *store.Tx, roomID string) (*store.Room, error) {
+	room, err := tx.RoomByID(roomID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return room, err
+}
+
 func (s *Service) eventAt(tx *store.Tx, version string, pos uint64) (*pdu.Event, error) {
 	rec, err := tx.Event(pos)
 	if err != nil {

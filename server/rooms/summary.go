@@ -2,7 +2,6 @@ package rooms
 
 import (
 	"context"
-	"errors"
 
 	"hearth/server/mxerr"
 	"hearth/store"
@@ -31,11 +30,8 @@ func (s *Service) Preview(ctx context.Context, userID, roomID string, via []stri
 	resident := false
 	membership := ""
 	err := s.store.View(func(tx *store.Tx) error {
-		room, err := tx.RoomByID(roomID)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
+		room, err := roomIfKnown(tx, roomID)
+		if err != nil || room == nil {
 			return err
 		}
 		if m, err := tx.MembershipOf(userID, room.NID); err == nil {
