@@ -212,6 +212,17 @@ func (s *Service) joinVia(ctx context.Context, server, roomID, userID string, co
 	if len(resp.Event) > 0 {
 		join = resp.Event // with the authorising server's signature
 	}
+	if resident, err := s.rooms.Resident(roomID); err == nil && resident {
+		// A restricted join that a member elsewhere authorised, in a room
+		// we are in: the join is one more event for us to take in.
+		if _, err := s.rooms.ReceivePDU(ctx, server, join); err != nil {
+			if errors.Is(err, rooms.ErrRejected) {
+				return mxerr.Forbidden("The join %s authorised is not allowed here: %v", server, err)
+			}
+			return err
+		}
+		return nil
+	}
 	return s.rooms.ImportJoin(ctx, server, roomID, made.RoomVersion, join, resp.State, resp.AuthChain)
 }
 

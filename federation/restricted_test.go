@@ -92,3 +92,40 @@ func TestRestrictedJoinOnlyThroughNamedServers(t *testing.T) {
 		t.Fatalf("charlie joining again through B then A: %s", r)
 	}
 }
+
+// A restricted room on B that A is in, with no member of A allowed to
+// invite: bob of A, in the allowed space, joins through his own server,
+// which cannot authorise it and so has B's member authorise it (a
+// make_join and send_join to B, as a server outside the room would),
+// and takes the authorised join in as one more event of the room.
+func TestRestrictedJoinAuthorisedElsewhere(t *testing.T) {
+	srv := servertest.Federation(t, 2)
+	a, b := srv[0], srv[1]
+	alice := a.Register(t, "alice", "pw-alice")
+	bob := a.Register(t, "bob", "pw-bob")
+	charlie := b.Register(t, "charlie", "pw-charlie")
+	space := createRoom(t, charlie, map[string]any{"preset": "public_chat"})
+	roomID := createRoom(t, charlie, map[string]any{"preset": "public_chat", "room_version": "10", "initial_state": []any{
+		map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{
+			"join_rule": "restricted", "allow": []any{map[string]any{"type": "m.room_membership", "room_id": space, "via": []string{b.ServerName()}}},
+		}},
+	}})
+	room := "/_matrix/client/v3/rooms/" + url.PathEscape(roomID)
+	charlie.Must(200, "POST", room+"/invite", map[string]any{"user_id": alice.UserID})
+	servertest.Eventually(t, 10*time.Second, func() (bool, string) {
+		r := alice.Do("POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID)+"?server_name="+url.QueryEscape(b.ServerName()), map[string]any{})
+		return r.Status == 200, "alice accepting the invite: " + r.String()
+	})
+	if r := alice.Do("POST", room+"/invite", map[string]any{"user_id": bob.UserID}); r.Status != 403 {
+		t.Fatalf("alice may not invite here: %s", r)
+	}
+	bob.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(space)+"?server_name="+url.QueryEscape(b.ServerName()), map[string]any{})
+	bob.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID)+"?server_name="+url.QueryEscape(a.ServerName()), map[string]any{})
+	for _, c := range []*servertest.Client{bob, charlie} {
+		servertest.Eventually(t, 10*time.Second, func() (bool, string) {
+			r := c.Do("GET", room+"/state/m.room.member/"+url.PathEscape(bob.UserID), nil)
+			return r.Str("membership") == "join" && r.Str("join_authorised_via_users_server") == charlie.UserID,
+				c.UserID + " sees bob's member event as " + r.String()
+		})
+	}
+}

@@ -40,8 +40,15 @@ func (s *Service) Join(roomID string, c *MemberChange) (string, error) {
 	}
 	authoriser, err := s.restrictedAuthoriser(roomID, c.Target)
 	if e, ok := mxerr.As(err); ok && e.Code == "M_UNABLE_TO_AUTHORISE_JOIN" {
-		// Another server might authorise it; our own user is told no.
-		return "", mxerr.Forbidden("This server cannot authorise your join to this restricted room")
+		// No member here may authorise it, or we cannot tell: another
+		// server in the room may (the spec's restricted join, as from
+		// any server not in the room).
+		others, err := s.RemoteServers(roomID)
+		if err != nil || len(others) == 0 || s.handshakes == nil {
+			return "", mxerr.Forbidden("This server cannot authorise your join to this restricted room")
+		}
+		c.Via = append(c.Via, others...)
+		return s.joinRemote(roomID, c, memberContent(c, nil))
 	}
 	if err != nil {
 		return "", err
