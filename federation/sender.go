@@ -96,21 +96,39 @@ func (s *Sender) Start() error {
 // destination, durably before it returns, and starts sending. Our own
 // server name among destinations is skipped.
 func (s *Sender) Enqueue(destinations []string, pdus, edus [][]byte) error {
+	if len(pdus)+len(edus) == 0 || len(destinations) == 0 {
+		return nil
+	}
+	var start func()
+	if err := s.store.Update(func(tx *store.Tx) (err error) {
+		start, err = s.QueueTx(tx, destinations, pdus, edus)
+		return err
+	}); err != nil {
+		return err
+	}
+	start()
+	return nil
+}
+
+// QueueTx is Enqueue inside tx, the caller's write transaction: the
+// entries commit with whatever else tx writes, or not at all. start,
+// called once tx is durable, starts sending.
+func (s *Sender) QueueTx(tx *store.Tx, destinations []string, pdus, edus [][]byte) (start func(), err error) {
 	items := make([]store.FedQueued, 0, len(pdus)+len(edus))
 	for _, p := range pdus {
 		if !json.Valid(p) {
-			return errors.New("federation: enqueue: a PDU is not valid JSON")
+			return nil, errors.New("federation: enqueue: a PDU is not valid JSON")
 		}
 		items = append(items, store.FedQueued{Kind: store.FedPDU, JSON: p})
 	}
 	for _, e := range edus {
 		if !json.Valid(e) {
-			return errors.New("federation: enqueue: an EDU is not valid JSON")
+			return nil, errors.New("federation: enqueue: an EDU is not valid JSON")
 		}
 		items = append(items, store.FedQueued{Kind: store.FedEDU, JSON: e})
 	}
 	if len(items) == 0 {
-		return nil
+		return func() {}, nil
 	}
 	var dests []string
 	seen := map[string]bool{}
@@ -119,29 +137,22 @@ func (s *Sender) Enqueue(destinations []string, pdus, edus [][]byte) error {
 			continue
 		}
 		if _, _, _, err := parseServerName(d); err != nil {
-			return fmt.Errorf("federation: enqueue for %q: %w", d, err)
+			return nil, fmt.Errorf("federation: enqueue for %q: %w", d, err)
 		}
 		seen[d] = true
 		dests = append(dests, d)
 	}
-	if len(dests) == 0 {
-		return nil
-	}
-	if err := s.store.Update(func(tx *store.Tx) error {
-		for _, d := range dests {
-			// A copy per destination: QueueFederation sets Seq.
-			if err := tx.QueueFederation(d, append([]store.FedQueued(nil), items...)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
 	for _, d := range dests {
-		s.kick(d)
+		// A copy per destination: QueueFederation sets Seq.
+		if err := tx.QueueFederation(d, append([]store.FedQueued(nil), items...)); err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	return func() {
+		for _, d := range dests {
+			s.kick(d)
+		}
+	}, nil
 }
 
 // Retry makes a destination waiting out its backoff try again now: call

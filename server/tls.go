@@ -22,6 +22,7 @@ import (
 
 	"hearth/federation"
 	"hearth/server/httpx"
+	"hearth/store"
 )
 
 // openFederation loads the certificate of the HTTPS listener and mounts
@@ -63,6 +64,9 @@ func (s *Server) openFederation(mux *httpx.Mux) error {
 	s.sender = federation.NewSender(s.federation.Client(), s.store, federation.SenderConfig{Log: s.log})
 	s.rooms.SetFederation(s.federation, s.federation, s.federation.Keys().PublicKey)
 	s.rooms.OnLocalEvent = s.sendEvent
+	s.rooms.QueueLocalEvent = func(tx *store.Tx, servers []string, ev []byte) (func(), error) {
+		return s.sender.QueueTx(tx, servers, [][]byte{ev}, nil)
+	}
 	s.keys.Federation, s.keys.Log = s.federation.Client().Call, s.log
 	s.sync.SendEDU = s.sendEDU
 	mux.Handle("/_matrix/federation", s.federation.Routes())

@@ -47,10 +47,16 @@ type Service struct {
 	// are not in the room's state (the invitee of a remote invite).
 	OnNotify func(pos uint64, users ...string)
 
-	// OnLocalEvent, when set, is called with every event this server
-	// built once it is durable, so federation can send it on; extra are
-	// servers that must receive it beyond the room's (the target of an
-	// invite, a kicked member's server).
+	// QueueLocalEvent, when set, queues an event one of our users sent
+	// for the other servers named, in the transaction that stores it, so
+	// no crash can keep one without the other; after, called once that
+	// transaction is durable, starts the delivery.
+	QueueLocalEvent func(tx *store.Tx, servers []string, ev []byte) (after func(), err error)
+
+	// OnLocalEvent, when set, is called with an event another server
+	// built and we accepted through send_join, send_leave or send_knock,
+	// once it is durable, so federation can send it on to the room's
+	// other servers.
 	OnLocalEvent func(roomID string, ev []byte, extra []string)
 
 	// OnAppend, when set, is called after events are durable, with the
@@ -230,6 +236,7 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 	var room *store.Room
 	var h *head
 	var existing string
+	var servers []string // the other servers in the room, whom the event goes to
 	err := s.store.View(func(tx *store.Tx) (err error) {
 		room, err = knownRoom(tx, roomID)
 		if err != nil {
@@ -256,7 +263,11 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 		if d, err = s.checkDraft(tx, room, d); err != nil {
 			return err
 		}
-		h, err = s.loadHead(tx, room, d)
+		if h, err = s.loadHead(tx, room, d); err != nil {
+			return err
+		}
+		joined, err := s.joinedServers(tx, room)
+		servers = slices.DeleteFunc(slices.Clone(joined), func(n string) bool { return n == s.serverName })
 		return err
 	})
 	if err != nil || existing != "" {
@@ -272,7 +283,13 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 			return "", err
 		}
 	}
+	if m, _ := ev.Membership(); ev.Type() == "m.room.member" && (m == "leave" || m == "ban") {
+		if server := serverOf(*ev.StateKey()); server != s.serverName && !slices.Contains(servers, server) {
+			servers = append(servers, server) // a kicked or banned user's server
+		}
+	}
 	var pos uint64
+	var deliver func()
 	err = s.store.Update(func(tx *store.Tx) error {
 		r, err := tx.RoomByNID(room.NID)
 		if err != nil {
@@ -284,19 +301,21 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 		if pos, err = tx.AppendEvent(r, newEvent(ev, d.Txn)); err != nil {
 			return err
 		}
-		return s.indexEvent(tx, r, ev, pos, d.Txn)
+		if err := s.indexEvent(tx, r, ev, pos, d.Txn); err != nil {
+			return err
+		}
+		if s.QueueLocalEvent != nil && len(servers) > 0 {
+			deliver, err = s.QueueLocalEvent(tx, servers, ev.JSON())
+		}
+		return err
 	})
 	if err != nil {
 		return "", err
 	}
 	s.heads.add(pos, room.Version, 0, ev.JSON(), ev) // the next send's prev event
 	s.appended(pos, roomID)
-	if s.OnLocalEvent != nil {
-		var extra []string
-		if m, _ := ev.Membership(); ev.Type() == "m.room.member" && (m == "leave" || m == "ban") && serverOf(*ev.StateKey()) != s.serverName {
-			extra = []string{serverOf(*ev.StateKey())} // a kicked or banned user's server
-		}
-		s.OnLocalEvent(roomID, ev.JSON(), extra)
+	if deliver != nil {
+		deliver()
 	}
 	if m, _ := ev.Membership(); newJoin && m == "join" {
 		s.joined(*ev.StateKey(), roomID)

@@ -42,11 +42,17 @@ func (s *Service) Upgrade(roomID, sender, newVersion string, senderProfile map[s
 	var old *store.Room
 	var oldHead *head
 	var state map[pdu.StateKey]*pdu.Event
+	var servers []string // the old room's other servers, who must see its tombstone
 	err := s.store.View(func(tx *store.Tx) (err error) {
 		old, err = knownRoom(tx, roomID)
 		if err != nil {
 			return err
 		}
+		joined, err := s.joinedServers(tx, old)
+		if err != nil {
+			return err
+		}
+		servers = slices.DeleteFunc(slices.Clone(joined), func(n string) bool { return n == s.serverName })
 		if m, err := tx.MembershipOf(sender, old.NID); err != nil || m.Membership != "join" {
 			return mxerr.Forbidden("You are not joined to this room")
 		}
@@ -182,6 +188,7 @@ func (s *Service) Upgrade(roomID, sender, newVersion string, senderProfile map[s
 	}
 
 	var last uint64
+	var deliver []func()
 	err = s.store.Update(func(tx *store.Tx) error {
 		room, err := tx.CreateRoom(h.roomID, newVersion)
 		if err != nil {
@@ -196,9 +203,17 @@ func (s *Service) Upgrade(roomID, sender, newVersion string, senderProfile map[s
 		if err != nil {
 			return err
 		}
+		deliver = deliver[:0]
 		for _, ev := range []*pdu.Event{tombstone, restricted} {
 			if last, err = tx.AppendEvent(o, newEvent(ev, nil)); err != nil {
 				return err
+			}
+			if s.QueueLocalEvent != nil && len(servers) > 0 {
+				start, err := s.QueueLocalEvent(tx, servers, ev.JSON())
+				if err != nil {
+					return err
+				}
+				deliver = append(deliver, start)
 			}
 		}
 		if err := moveDirectory(tx, o, room); err != nil {
@@ -210,6 +225,9 @@ func (s *Service) Upgrade(roomID, sender, newVersion string, senderProfile map[s
 		return "", err
 	}
 	s.appended(last, h.roomID, roomID)
+	for _, start := range deliver {
+		start()
+	}
 	return h.roomID, nil
 }
 
