@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"strings"
 
 	"hearth/server/mxerr"
 	"hearth/server/pdu"
@@ -134,32 +133,21 @@ func (s *Service) localInviter(tx *store.Tx, room *store.Room) (string, error) {
 	if pl.Invite != nil {
 		need = *pl.Invite
 	}
-	members, err := tx.CurrentState(room.NID, "m.room.member")
+	joined, err := s.joinedMembers(tx, room)
 	if err != nil {
 		return "", err
 	}
 	var candidates []string
-	for sk, pos := range members {
-		if !strings.HasSuffix(sk.Key, ":"+s.serverName) {
+	for _, u := range joined {
+		if serverOf(u) != s.serverName {
 			continue
 		}
-		rec, err := tx.Event(pos)
-		if err != nil {
-			return "", err
-		}
-		ev, err := pdu.Parse(room.Version, rec.JSON, false)
-		if err != nil {
-			return "", err
-		}
-		if m, _ := ev.Membership(); m != "join" {
-			continue
-		}
-		level, listed := pl.Users[sk.Key]
+		level, listed := pl.Users[u]
 		if !listed {
 			level = pl.UsersDefault
 		}
-		if (pdu.PrivilegedCreators(room.Version) && slices.Contains(creators, sk.Key)) || level >= need {
-			candidates = append(candidates, sk.Key)
+		if (pdu.PrivilegedCreators(room.Version) && slices.Contains(creators, u)) || level >= need {
+			candidates = append(candidates, u)
 		}
 	}
 	if len(candidates) == 0 {
