@@ -119,6 +119,29 @@ func (d *device) startSync() {
 	}()
 }
 
+// paused runs f, a call on the device's OlmMachine, with the device's
+// sync loop stopped: mautrix's machine and memory store do not take a
+// call while the loop updates them (device lists, cross-signing keys),
+// and a concurrent map write crashed a run.
+// trust is ResolveTrustContext with the sync loop paused.
+func (d *device) trust(ctx context.Context, dev *id.Device) (trust id.TrustState, err error) {
+	d.paused(func() { trust, err = d.mach.ResolveTrustContext(ctx, dev) })
+	return trust, err
+}
+
+func (d *device) pausedErr(f func() error) (err error) {
+	d.paused(func() { err = f() })
+	return err
+}
+
+func (d *device) paused(f func()) {
+	if d.stop != nil {
+		d.stopSync()
+		defer d.startSync()
+	}
+	f()
+}
+
 func (d *device) stopSync() {
 	if d.stop != nil {
 		d.stop()
@@ -292,30 +315,33 @@ func TestLateDeviceGetsHistoryByKeyRequest(t *testing.T) {
 	uia := func(resp *mautrix.RespUserInteractive) any {
 		return servertest.PasswordAuth(resp.Session, string(alicePhone.cli.UserID), password)
 	}
-	if err := alicePhone.mach.PublishCrossSigningKeys(ctx, keys, uia); err != nil {
+	if err := alicePhone.pausedErr(func() error { return alicePhone.mach.PublishCrossSigningKeys(ctx, keys, uia) }); err != nil {
 		t.Fatalf("publish cross-signing keys: %v", err)
 	}
-	if err := alicePhone.mach.SignOwnDevice(ctx, alicePhone.mach.OwnIdentity()); err != nil {
+	if err := alicePhone.pausedErr(func() error { return alicePhone.mach.SignOwnDevice(ctx, alicePhone.mach.OwnIdentity()) }); err != nil {
 		t.Fatalf("phone signs itself: %v", err)
 	}
 
 	tablet := newDevice(t, s, alice, "alice tablet", false)
 	tablet.roomID = alicePhone.roomID
-	tabletOnPhone, err := alicePhone.mach.GetOrFetchDevice(ctx, tablet.cli.UserID, tablet.cli.DeviceID)
+	var tabletOnPhone *id.Device
+	alicePhone.paused(func() {
+		tabletOnPhone, err = alicePhone.mach.GetOrFetchDevice(ctx, tablet.cli.UserID, tablet.cli.DeviceID)
+	})
 	if err != nil {
 		t.Fatalf("phone fetches the tablet: %v", err)
 	}
-	if err := alicePhone.mach.SignOwnDevice(ctx, tabletOnPhone); err != nil {
+	if err := alicePhone.pausedErr(func() error { return alicePhone.mach.SignOwnDevice(ctx, tabletOnPhone) }); err != nil {
 		t.Fatalf("phone verifies the tablet: %v", err)
 	}
 	if err := tablet.mach.SignOwnMasterKey(ctx); err != nil {
 		t.Fatalf("tablet trusts the master key: %v", err)
 	}
-	if trust, err := alicePhone.mach.ResolveTrustContext(ctx, tabletOnPhone); err != nil || trust < id.TrustStateCrossSignedTOFU {
+	if trust, err := alicePhone.trust(ctx, tabletOnPhone); err != nil || trust < id.TrustStateCrossSignedTOFU {
 		t.Fatalf("phone's trust in the tablet = %v, %v; want cross-signed", trust, err)
 	}
 	phoneOnTablet := tablet.fetchDevice(alicePhone)
-	if trust, err := tablet.mach.ResolveTrustContext(ctx, phoneOnTablet); err != nil || trust != id.TrustStateCrossSignedVerified {
+	if trust, err := tablet.trust(ctx, phoneOnTablet); err != nil || trust != id.TrustStateCrossSignedVerified {
 		t.Errorf("tablet's trust in the phone = %v, %v; want cross-signed verified", trust, err)
 	}
 
@@ -367,7 +393,7 @@ func TestLateDeviceGetsHistoryByKeyRequest(t *testing.T) {
 
 	// Bob sees alice's devices as cross-signed by her (trust on first use).
 	tabletOnBob := bobPhone.fetchDevice(tablet)
-	if trust, err := bobPhone.mach.ResolveTrustContext(ctx, tabletOnBob); err != nil || trust != id.TrustStateCrossSignedTOFU {
+	if trust, err := bobPhone.trust(ctx, tabletOnBob); err != nil || trust != id.TrustStateCrossSignedTOFU {
 		t.Errorf("bob's trust in alice's tablet = %v, %v; want cross-signed TOFU", trust, err)
 	}
 
@@ -378,21 +404,21 @@ func TestLateDeviceGetsHistoryByKeyRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := bobPhone.mach.PublishCrossSigningKeys(ctx, bobKeys, nil); err != nil {
+	if err := bobPhone.pausedErr(func() error { return bobPhone.mach.PublishCrossSigningKeys(ctx, bobKeys, nil) }); err != nil {
 		t.Fatalf("bob publishes cross-signing keys: %v", err)
 	}
-	if err := bobPhone.mach.SignOwnDevice(ctx, bobPhone.mach.OwnIdentity()); err != nil {
+	if err := bobPhone.pausedErr(func() error { return bobPhone.mach.SignOwnDevice(ctx, bobPhone.mach.OwnIdentity()) }); err != nil {
 		t.Fatalf("bob signs his phone: %v", err)
 	}
 	bobOnAlice := alicePhone.fetchDevice(bobPhone)
-	if trust, _ := alicePhone.mach.ResolveTrustContext(ctx, bobOnAlice); trust != id.TrustStateCrossSignedTOFU {
+	if trust, _ := alicePhone.trust(ctx, bobOnAlice); trust != id.TrustStateCrossSignedTOFU {
 		t.Errorf("alice's trust in bob's phone before verifying bob = %v; want cross-signed TOFU", trust)
 	}
-	if err := alicePhone.mach.SignUser(ctx, bobPhone.cli.UserID, bobKeys.MasterKey.PublicKey()); err != nil {
+	if err := alicePhone.pausedErr(func() error { return alicePhone.mach.SignUser(ctx, bobPhone.cli.UserID, bobKeys.MasterKey.PublicKey()) }); err != nil {
 		t.Fatalf("alice signs bob's master key: %v", err)
 	}
 	bobOnAlice = alicePhone.fetchDevice(bobPhone)
-	if trust, err := alicePhone.mach.ResolveTrustContext(ctx, bobOnAlice); err != nil || trust != id.TrustStateCrossSignedVerified {
+	if trust, err := alicePhone.trust(ctx, bobOnAlice); err != nil || trust != id.TrustStateCrossSignedVerified {
 		t.Errorf("alice's trust in bob's phone after verifying bob = %v, %v; want cross-signed verified", trust, err)
 	}
 }
@@ -401,7 +427,9 @@ func TestLateDeviceGetsHistoryByKeyRequest(t *testing.T) {
 // does after device_lists.changed, and returns other's device.
 func (d *device) fetchDevice(other *device) *id.Device {
 	d.t.Helper()
-	devices, err := d.mach.FetchKeys(context.Background(), []id.UserID{other.cli.UserID}, true)
+	var devices map[id.UserID]map[id.DeviceID]*id.Device
+	var err error
+	d.paused(func() { devices, err = d.mach.FetchKeys(context.Background(), []id.UserID{other.cli.UserID}, true) })
 	if err != nil {
 		d.t.Fatalf("%s: fetch keys of %s: %v", d.name, other.cli.UserID, err)
 	}
