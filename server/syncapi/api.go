@@ -159,7 +159,7 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 		if err := a.addAccountData(r, req, f, rs, resp); err != nil {
 			return nil, err
 		}
-		if err := a.addTyping(req, f, since.Typing, initial, rs); err != nil {
+		if err := a.addTyping(req, f, since.Typing, typingSerial, initial, rs); err != nil {
 			return nil, err
 		}
 		if resp.ToDevice, err = a.pendingToDevice(r.Principal, since.Pos, req.Upto); err != nil {
@@ -224,14 +224,14 @@ func (a *API) addAccountData(r *httpx.Request, req *rooms.SyncRequest, f *filter
 }
 
 // addTyping adds m.typing to the joined rooms whose typing users changed
-// since the token's typing serial.
-func (a *API) addTyping(req *rooms.SyncRequest, f *filter.Filter, since uint64, initial bool, rs *rooms.SyncRooms) error {
+// after the token's typing serial, up to upto (next_batch's).
+func (a *API) addTyping(req *rooms.SyncRequest, f *filter.Filter, since, upto uint64, initial bool, rs *rooms.SyncRooms) error {
 	joined, err := a.rooms.JoinedRooms(req.UserID)
 	if err != nil {
 		return err
 	}
 	for _, roomID := range joined {
-		users, changed := a.typing.Changed(roomID, since, initial)
+		users, changed := a.typing.Changed(roomID, since, upto, initial)
 		if !changed || !req.RoomAllowed(roomID) || !f.EphemeralFilter().Match(roomID, "m.typing", "", nil) {
 			continue
 		}

@@ -92,12 +92,14 @@ func (t *Typing) expire(roomID, userID string, expiry time.Time) {
 }
 
 // Changed returns who is typing in roomID if that changed after serial
-// since (on an initial sync: if anyone is typing).
-func (t *Typing) Changed(roomID string, since uint64, initial bool) ([]string, bool) {
+// since (on an initial sync: if anyone is typing), up to serial upto, the
+// one the sync's next_batch carries: a change after it is left to the
+// next sync, which would otherwise get it a second time.
+func (t *Typing) Changed(roomID string, since, upto uint64, initial bool) ([]string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	rt := t.rooms[roomID]
-	if rt == nil || (initial && len(rt.users) == 0) || (!initial && rt.serial <= since) {
+	if rt == nil || rt.serial > upto || (initial && len(rt.users) == 0) || (!initial && rt.serial <= since) {
 		return nil, false
 	}
 	users := make([]string, 0, len(rt.users))
