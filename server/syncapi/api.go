@@ -168,7 +168,7 @@ func (a *API) sync(r *httpx.Request) (*syncResp, error) {
 		if err := a.addDeviceLists(r.Principal, since.Pos, req.Upto, initial, resp); err != nil {
 			return nil, err
 		}
-		if resp.Presence, err = a.presenceSince(req.UserID, since.Presence, f.Presence, rs); err != nil {
+		if resp.Presence, err = a.presenceSince(req.UserID, since.Presence, presenceSerial, f.Presence, rs); err != nil {
 			return nil, err
 		}
 		if !rs.Empty() {

@@ -170,15 +170,17 @@ func (p *Presence) contentLocked(u *userPresence) PresenceContent {
 }
 
 // Changed returns the presence of those of users whose presence changed
-// after serial since (every known one for since 0), and of those of
-// always whose presence is known at all: users the syncer newly shares a
-// room with, who are new to it whether or not they changed.
-func (p *Presence) Changed(users []string, since uint64, always []string) map[string]PresenceContent {
+// after serial since (every known one for since 0) and up to upto (the
+// serial the sync's next_batch carries: later changes are the next
+// sync's, which would otherwise get them twice), and of those of always
+// whose presence is known at all: users the syncer newly shares a room
+// with, who are new to it whether or not they changed.
+func (p *Presence) Changed(users []string, since, upto uint64, always []string) map[string]PresenceContent {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := map[string]PresenceContent{}
 	for _, id := range users {
-		if u := p.users[id]; u != nil && u.serial > since {
+		if u := p.users[id]; u != nil && u.serial > since && u.serial <= upto {
 			out[id] = p.contentLocked(u)
 		}
 	}
@@ -268,7 +270,7 @@ type presenceList struct {
 
 // presenceSince returns the presence changes after since of the user
 // themself and of everyone sharing a room with them, or nil.
-func (a *API) presenceSince(userID string, since uint64, f *filter.Event, rs *rooms.SyncRooms) (*presenceList, error) {
+func (a *API) presenceSince(userID string, since, upto uint64, f *filter.Event, rs *rooms.SyncRooms) (*presenceList, error) {
 	if !a.presence.enabled {
 		return nil, nil
 	}
@@ -280,7 +282,7 @@ func (a *API) presenceSince(userID string, since uint64, f *filter.Event, rs *ro
 	if err != nil {
 		return nil, err
 	}
-	changed := a.presence.Changed(append(peers, userID), since, newPeers)
+	changed := a.presence.Changed(append(peers, userID), since, upto, newPeers)
 	if len(changed) == 0 {
 		return nil, nil
 	}
