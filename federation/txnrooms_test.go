@@ -1,0 +1,67 @@
+package federation_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"hearth/server/servertest"
+)
+
+// A transaction carrying several rooms' PDUs, interleaved: B takes the
+// rooms in at once (Synapse's way) but each room's in the order sent,
+// every one accepted, and each room's timeline on B reads them in order.
+func TestTransactionOfSeveralRooms(t *testing.T) {
+	srv := servertest.Federation(t, 3)
+	a, b, c := srv[0], srv[1], srv[2]
+	alice := a.Register(t, "alice", "pw-alice")
+	bob := b.Register(t, "bob", "pw-bob")
+	carol := c.Register(t, "carol", "pw-carol")
+	var roomIDs []string
+	var chains []*chainForger
+	for range 3 {
+		roomID := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+		join := "/_matrix/client/v3/join/" + url.PathEscape(roomID) + "?server_name=" + url.QueryEscape(a.ServerName())
+		bob.Must(200, "POST", join, map[string]any{})
+		carol.Must(200, "POST", join, map[string]any{})
+		servertest.Eventually(t, 10*time.Second, func() (bool, string) {
+			n := len(benchJoinedMembers(bob, roomID))
+			return n == 3, fmt.Sprintf("B sees %d joined members, want 3", n)
+		})
+		roomIDs, chains = append(roomIDs, roomID), append(chains, newChainForger(t, b, c, roomID))
+	}
+	var pdus []json.RawMessage
+	for i := range 30 {
+		pdus = append(pdus, chains[i%3].next(carol.UserID, map[string]any{"msgtype": "m.text", "body": fmt.Sprintf("m%02d", i)}))
+	}
+	results, err := sendTxn(t, c, b, pdus...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 30 {
+		t.Fatalf("%d results for 30 PDUs: %v", len(results), results)
+	}
+	for id, r := range results {
+		if r["error"] != "" {
+			t.Fatalf("PDU %s refused: %v", id, r)
+		}
+	}
+	for k, roomID := range roomIDs {
+		r := bob.Must(200, "GET", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/messages?dir=b&limit=10", nil)
+		var got, want []string
+		for _, e := range r.JSON["chunk"].([]any) {
+			if body, ok := e.(map[string]any)["content"].(map[string]any)["body"].(string); ok {
+				got = append(got, body)
+			}
+		}
+		for i := 27 + k; i >= 0; i -= 3 {
+			want = append(want, fmt.Sprintf("m%02d", i))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("room %d on B, newest first: %v, want %v", k, got, want)
+		}
+	}
+}
