@@ -153,27 +153,34 @@ const (
 // time is the transactions' round trips, which end only once B has
 // checked, authorised and stored every PDU in them. The events are
 // built and signed before the clock starts.
-func BenchmarkFederationIngest(b *testing.B) {
+func BenchmarkFederationIngest(b *testing.B) { benchIngest(b, 1) }
+
+// BenchmarkFederationIngestRooms is BenchmarkFederationIngest with the
+// PDUs spread over 5 rooms, 10 of each to a transaction, as a busy peer
+// sends them: B takes in different rooms' PDUs at once, so their writes
+// share commits.
+func BenchmarkFederationIngestRooms(b *testing.B) { benchIngest(b, 5) }
+
+// benchIngest sends C's PDUs to B in transactions of txnPDUs, spread
+// over rooms rooms in runs of txnPDUs/rooms, and reports B's rate.
+func benchIngest(b *testing.B, rooms int) {
 	srv := servertest.Federation(b, 3)
 	a, srvB, c := srv[0], srv[1], srv[2]
 	alice := a.Register(b, "alice", "pw-alice")
 	bob := srvB.Register(b, "bob", "pw-bob")
 	carol := c.Register(b, "carol", "pw-carol")
-	roomID := alice.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "public_chat"}).Str("room_id")
-	joinPath := "/_matrix/client/v3/join/" + url.PathEscape(roomID) + "?server_name=" + url.QueryEscape(a.ServerName())
-	bob.Must(200, "POST", joinPath, map[string]any{})
-	carol.Must(200, "POST", joinPath, map[string]any{})
-	servertest.Eventually(b, 10*time.Second, func() (bool, string) {
-		n := len(benchJoinedMembers(bob, roomID))
-		return n == 3, fmt.Sprintf("%s sees %d joined members, want 3", srvB.ServerName(), n)
-	})
+	var chains []*chainForger
+	for range rooms {
+		roomID := roomOfThree(b, a, alice, bob, carol)
+		chains = append(chains, newChainForger(b, srvB, c, roomID))
+	}
 
 	// A warm-up transaction first: B's first PDUs from C may cost a key
 	// fetch and a connection that the rest do not.
-	chain := newChainForger(b, srvB, c, roomID)
 	total := b.N * ingestTxns * txnPDUs
 	events := make([]json.RawMessage, txnPDUs+total)
 	for i := range events {
+		chain := chains[(i/(txnPDUs/rooms))%rooms]
 		events[i] = chain.next(carol.UserID, map[string]any{"msgtype": "m.text", "body": fmt.Sprintf("message %d", i)})
 	}
 	sendChecked(b, c, srvB, events[:txnPDUs])
@@ -190,46 +197,20 @@ func BenchmarkFederationIngest(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(total), "µs/event")
 }
 
-// BenchmarkFederationIngestRooms is BenchmarkFederationIngest with the
-// PDUs spread over 5 rooms, 10 of each to a transaction, as a busy peer
-// sends them: B takes in different rooms' PDUs at once, so their writes
-// share commits.
-func BenchmarkFederationIngestRooms(b *testing.B) {
-	const rooms = 5
-	srv := servertest.Federation(b, 3)
-	a, srvB, c := srv[0], srv[1], srv[2]
-	alice := a.Register(b, "alice", "pw-alice")
-	bob := srvB.Register(b, "bob", "pw-bob")
-	carol := c.Register(b, "carol", "pw-carol")
-	var chains []*chainForger
-	for range rooms {
-		roomID := alice.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "public_chat"}).Str("room_id")
-		joinPath := "/_matrix/client/v3/join/" + url.PathEscape(roomID) + "?server_name=" + url.QueryEscape(a.ServerName())
-		bob.Must(200, "POST", joinPath, map[string]any{})
-		carol.Must(200, "POST", joinPath, map[string]any{})
-		servertest.Eventually(b, 10*time.Second, func() (bool, string) {
-			n := len(benchJoinedMembers(bob, roomID))
-			return n == 3, fmt.Sprintf("%s sees %d joined members, want 3", srvB.ServerName(), n)
-		})
-		chains = append(chains, newChainForger(b, srvB, c, roomID))
-	}
-	total := b.N * ingestTxns * txnPDUs
-	events := make([]json.RawMessage, txnPDUs+total)
-	for i := range events {
-		events[i] = chains[(i/(txnPDUs/rooms))%rooms].next(carol.UserID, map[string]any{"msgtype": "m.text", "body": fmt.Sprintf("message %d", i)})
-	}
-	sendChecked(b, c, srvB, events[:txnPDUs]) // warm-up, as in BenchmarkFederationIngest
-	events = events[txnPDUs:]
-
-	b.ReportAllocs()
-	b.ResetTimer()
-	for len(events) > 0 {
-		sendChecked(b, c, srvB, events[:txnPDUs])
-		events = events[txnPDUs:]
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(total), "µs/event")
+// roomOfThree has alice create a public room on host, which bob and carol
+// (of two other servers) join through host; it returns once bob's server
+// sees all three joined.
+func roomOfThree(t testing.TB, host *servertest.Server, alice, bob, carol *servertest.Client) string {
+	t.Helper()
+	roomID := alice.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "public_chat"}).Str("room_id")
+	joinPath := "/_matrix/client/v3/join/" + url.PathEscape(roomID) + "?server_name=" + url.QueryEscape(host.ServerName())
+	bob.Must(200, "POST", joinPath, map[string]any{})
+	carol.Must(200, "POST", joinPath, map[string]any{})
+	servertest.Eventually(t, 10*time.Second, func() (bool, string) {
+		n := len(benchJoinedMembers(bob, roomID))
+		return n == 3, fmt.Sprintf("%s sees %d joined members, want 3", bob.UserID, n)
+	})
+	return roomID
 }
 
 // sendChecked sends pdus from c to to as one transaction and fails the

@@ -19,11 +19,7 @@ func TestRestrictedRoomProfileChangeAcrossServers(t *testing.T) {
 	alice := a.Register(t, "alice", "pw-alice")
 	bob := b.Register(t, "bob", "pw-bob")
 	space := createRoom(t, alice, map[string]any{"preset": "public_chat"})
-	roomID := createRoom(t, alice, map[string]any{"room_version": "10", "initial_state": []any{
-		map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{
-			"join_rule": "restricted", "allow": []any{map[string]any{"type": "m.room_membership", "room_id": space}},
-		}},
-	}})
+	roomID := createRestrictedRoom(t, alice, space, nil)
 	via := "?server_name=" + url.QueryEscape(a.ServerName())
 	bob.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(space)+via, map[string]any{})
 	bob.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID)+via, map[string]any{})
@@ -47,11 +43,7 @@ func TestRestrictedJoinOnlyThroughNamedServers(t *testing.T) {
 	bob := b.Register(t, "bob", "pw-bob")
 	charlie := c.Register(t, "charlie", "pw-charlie")
 	space := createRoom(t, alice, map[string]any{"preset": "public_chat"})
-	roomID := createRoom(t, alice, map[string]any{"room_version": "10", "initial_state": []any{
-		map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{
-			"join_rule": "restricted", "allow": []any{map[string]any{"type": "m.room_membership", "room_id": space}},
-		}},
-	}, "power_level_content_override": map[string]any{"invite": 100}})
+	roomID := createRestrictedRoom(t, alice, space, map[string]any{"power_level_content_override": map[string]any{"invite": 100}})
 	join := func(c *servertest.Client, room string, servers ...*servertest.Server) *servertest.Response {
 		q := url.Values{}
 		for _, s := range servers {
@@ -105,11 +97,7 @@ func TestRestrictedJoinAuthorisedElsewhere(t *testing.T) {
 	bob := a.Register(t, "bob", "pw-bob")
 	charlie := b.Register(t, "charlie", "pw-charlie")
 	space := createRoom(t, charlie, map[string]any{"preset": "public_chat"})
-	roomID := createRoom(t, charlie, map[string]any{"preset": "public_chat", "room_version": "10", "initial_state": []any{
-		map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{
-			"join_rule": "restricted", "allow": []any{map[string]any{"type": "m.room_membership", "room_id": space, "via": []string{b.ServerName()}}},
-		}},
-	}})
+	roomID := createRestrictedRoom(t, charlie, space, map[string]any{"preset": "public_chat"})
 	room := "/_matrix/client/v3/rooms/" + url.PathEscape(roomID)
 	charlie.Must(200, "POST", room+"/invite", map[string]any{"user_id": alice.UserID})
 	servertest.Eventually(t, 10*time.Second, func() (bool, string) {
@@ -128,4 +116,19 @@ func TestRestrictedJoinAuthorisedElsewhere(t *testing.T) {
 				c.UserID + " sees bob's member event as " + r.String()
 		})
 	}
+}
+
+// createRestrictedRoom has c create a room version 10 room that members
+// of allowed may join, with body's further createRoom fields.
+func createRestrictedRoom(t *testing.T, c *servertest.Client, allowed string, body map[string]any) string {
+	t.Helper()
+	req := map[string]any{"room_version": "10", "initial_state": []any{
+		map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{
+			"join_rule": "restricted", "allow": []any{map[string]any{"type": "m.room_membership", "room_id": allowed}},
+		}},
+	}}
+	for k, v := range body {
+		req[k] = v
+	}
+	return createRoom(t, c, req)
 }

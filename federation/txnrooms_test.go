@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"slices"
 	"testing"
-	"time"
 
 	"hearth/server/servertest"
 )
@@ -23,14 +22,7 @@ func TestTransactionOfSeveralRooms(t *testing.T) {
 	var roomIDs []string
 	var chains []*chainForger
 	for range 3 {
-		roomID := createRoom(t, alice, map[string]any{"preset": "public_chat"})
-		join := "/_matrix/client/v3/join/" + url.PathEscape(roomID) + "?server_name=" + url.QueryEscape(a.ServerName())
-		bob.Must(200, "POST", join, map[string]any{})
-		carol.Must(200, "POST", join, map[string]any{})
-		servertest.Eventually(t, 10*time.Second, func() (bool, string) {
-			n := len(benchJoinedMembers(bob, roomID))
-			return n == 3, fmt.Sprintf("B sees %d joined members, want 3", n)
-		})
+		roomID := roomOfThree(t, a, alice, bob, carol)
 		roomIDs, chains = append(roomIDs, roomID), append(chains, newChainForger(t, b, c, roomID))
 	}
 	var pdus []json.RawMessage

@@ -209,17 +209,7 @@ func family(t *testing.T) (s *servertest.Server, alice string, alicePhone, alice
 	alice, bob := servertest.UniqueName("alice"), servertest.UniqueName("bob")
 	alicePhone = newDevice(t, s, alice, "alice phone", true)
 	bobPhone = newDevice(t, s, bob, "bob phone", true)
-	created, err := alicePhone.cli.CreateRoom(ctx, &mautrix.ReqCreateRoom{
-		Preset: "private_chat",
-		Invite: []id.UserID{bobPhone.cli.UserID},
-		InitialState: []*event.Event{{
-			Type:    event.StateEncryption,
-			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
-		}},
-	})
-	if err != nil {
-		t.Fatalf("create room: %v", err)
-	}
+	created := alicePhone.createEncryptedRoom(bobPhone)
 	if _, err := bobPhone.cli.JoinRoomByID(ctx, created.RoomID); err != nil {
 		t.Fatalf("bob joins: %v", err)
 	}
@@ -421,6 +411,24 @@ func TestLateDeviceGetsHistoryByKeyRequest(t *testing.T) {
 	if trust, err := alicePhone.trust(ctx, bobOnAlice); err != nil || trust != id.TrustStateCrossSignedVerified {
 		t.Errorf("alice's trust in bob's phone after verifying bob = %v, %v; want cross-signed verified", trust, err)
 	}
+}
+
+// createEncryptedRoom creates a private, megolm-encrypted room and
+// invites invitee to it.
+func (d *device) createEncryptedRoom(invitee *device) *mautrix.RespCreateRoom {
+	d.t.Helper()
+	created, err := d.cli.CreateRoom(context.Background(), &mautrix.ReqCreateRoom{
+		Preset: "private_chat",
+		Invite: []id.UserID{invitee.cli.UserID},
+		InitialState: []*event.Event{{
+			Type:    event.StateEncryption,
+			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
+		}},
+	})
+	if err != nil {
+		d.t.Fatalf("%s: create room: %v", d.name, err)
+	}
+	return created
 }
 
 // fetchDevice asks the server for other's device keys afresh, as a device

@@ -7,10 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/id"
-
 	"hearth/server/servertest"
 )
 
@@ -34,17 +30,7 @@ func TestEncryptedChatAcrossServers(t *testing.T) {
 	alicePhone.startSync()
 	bobPhone.startSync()
 
-	created, err := alicePhone.cli.CreateRoom(ctx, &mautrix.ReqCreateRoom{
-		Preset: "private_chat",
-		Invite: []id.UserID{bobPhone.cli.UserID},
-		InitialState: []*event.Event{{
-			Type:    event.StateEncryption,
-			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
-		}},
-	})
-	if err != nil {
-		t.Fatalf("create room: %v", err)
-	}
+	created := alicePhone.createEncryptedRoom(bobPhone)
 	alicePhone.roomID, bobPhone.roomID = created.RoomID, created.RoomID
 	eventually(t, "bob's phone to sync the invite from the other server", func() bool {
 		return bobPhone.cli.StateStore.IsInvited(ctx, created.RoomID, bobPhone.cli.UserID)

@@ -356,13 +356,18 @@ func TestJoinListsJoinerOnce(t *testing.T) {
 	_, since := syncFrom(t, alice, "", 0)
 	bob.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID)+"?server_name="+url.QueryEscape(a.ServerName()), map[string]any{})
 
-	deadline := time.Now().Add(10 * time.Second)
-	for !time.Now().After(deadline) {
-		resp, next := syncFrom(t, alice, since, 1000)
-		since = next
-		if slices.Contains(changed(resp), bob.UserID) {
-			break
+	// listed long-polls alice's sync until bob is in device_lists.changed.
+	listed := func() bool {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+			resp, next := syncFrom(t, alice, since, 1000)
+			if since = next; slices.Contains(changed(resp), bob.UserID) {
+				return true
+			}
 		}
+		return false
+	}
+	if !listed() {
+		t.Fatal("bob's join never listed in alice's device_lists.changed")
 	}
 	// B has delivered what it had for A: the join's device announcement.
 	servertest.Eventually(t, 10*time.Second, func() (bool, string) {
@@ -376,13 +381,7 @@ func TestJoinListsJoinerOnce(t *testing.T) {
 
 	bob2 := newDevice(b.Login(t, "bob", password))
 	bob2.uploadAll(t, 1)
-	deadline = time.Now().Add(10 * time.Second)
-	for !time.Now().After(deadline) {
-		resp, next := syncFrom(t, alice, since, 1000)
-		since = next
-		if slices.Contains(changed(resp), bob.UserID) {
-			return
-		}
+	if !listed() {
+		t.Fatal("bob's new device never listed in alice's device_lists.changed")
 	}
-	t.Fatal("bob's new device never listed in alice's device_lists.changed")
 }

@@ -53,7 +53,7 @@ type spaceChild struct {
 // hierarchyNode is one room of a hierarchy walk as the requesting user
 // sees it: its entry, whether they may see it, and its children.
 type hierarchyNode struct {
-	entry    HierarchyRoom
+	entry    PublicRoom // its links are shown from children, as walked
 	visible  bool
 	children []spaceChild
 }
@@ -106,8 +106,7 @@ func (s *Service) Hierarchy(ctx context.Context, userID, rootID string, q Hierar
 		}
 		// The links shown are those walked: with suggested_only, the
 		// suggested ones (Synapse's).
-		entry := node.entry
-		entry.ChildrenState = []StrippedEvent{}
+		entry := HierarchyRoom{PublicRoom: node.entry, ChildrenState: []StrippedEvent{}}
 		var next []item
 		for _, c := range node.children {
 			if q.SuggestedOnly && !c.suggested {
@@ -161,10 +160,7 @@ func (s *Service) hierarchyNode(ctx context.Context, userID, roomID string, via 
 		if local.children, err = s.spaceChildren(tx, room); err != nil {
 			return err
 		}
-		local.entry = HierarchyRoom{PublicRoom: *entry, ChildrenState: []StrippedEvent{}}
-		for _, c := range local.children {
-			local.entry.ChildrenState = append(local.entry.ChildrenState, c.ev)
-		}
+		local.entry = *entry
 		return nil
 	})
 	if err != nil || resident || root {
@@ -177,14 +173,9 @@ func (s *Service) hierarchyNode(ctx context.Context, userID, roomID string, via 
 	if summary == nil {
 		return local, nil // no other server answered: what we last knew, if anything
 	}
-	node := &hierarchyNode{entry: HierarchyRoom{PublicRoom: summary.PublicRoom, ChildrenState: summary.ChildrenState}}
-	if node.entry.ChildrenState == nil {
-		node.entry.ChildrenState = []StrippedEvent{}
-	}
+	node := &hierarchyNode{entry: summary.PublicRoom}
 	if summary.RoomType == "m.space" {
 		node.children = childrenFromStripped(summary.ChildrenState)
-	} else {
-		node.entry.ChildrenState = []StrippedEvent{}
 	}
 	if node.visible, err = s.maySeeRemote(userID, summary); err != nil {
 		return nil, err

@@ -114,21 +114,30 @@ func (s *Service) restrictedAuthoriser(roomID, userID string) (string, error) {
 	return out, err
 }
 
+// creators returns a room's creators: its create event's sender and the
+// additional_creators (room version 12 and later) of its content.
+func (s *Service) creators(tx *store.Tx, room *store.Room) ([]string, error) {
+	create, err := s.stateEvent(tx, room, "m.room.create", "")
+	if err != nil {
+		return nil, err
+	}
+	var c struct {
+		AdditionalCreators []string `json:"additional_creators"`
+	}
+	_ = json.Unmarshal(create.Content(), &c)
+	return append([]string{create.Sender()}, c.AdditionalCreators...), nil
+}
+
 // localInviter returns a joined local member with the power to invite.
 func (s *Service) localInviter(tx *store.Tx, room *store.Room) (string, error) {
 	var pl powerLevelsContent
 	if err := s.stateContent(tx, room, "m.room.power_levels", "", &pl); err != nil {
 		return "", err
 	}
-	var create struct {
-		AdditionalCreators []string `json:"additional_creators"`
-	}
-	createEv, err := s.stateEvent(tx, room, "m.room.create", "")
+	creators, err := s.creators(tx, room)
 	if err != nil {
 		return "", err
 	}
-	_ = json.Unmarshal(createEv.Content(), &create)
-	creators := append([]string{createEv.Sender()}, create.AdditionalCreators...)
 	need := int64(0)
 	if pl.Invite != nil {
 		need = *pl.Invite

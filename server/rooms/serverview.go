@@ -101,14 +101,24 @@ func (s *Service) serverHierarchyRoom(tx *store.Tx, room *store.Room, children [
 	for _, c := range children {
 		out.ChildrenState = append(out.ChildrenState, c.ev)
 	}
+	if out.AllowedRoomIDs, err = s.allowedRoomIDs(tx, room); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// allowedRoomIDs returns the rooms whose members a restricted room's
+// join rule lets in; none for another join rule.
+func (s *Service) allowedRoomIDs(tx *store.Tx, room *store.Room) ([]string, error) {
 	var jr joinRulesContent
 	if err := s.stateContent(tx, room, "m.room.join_rules", "", &jr); err != nil {
 		return nil, err
 	}
+	var out []string
 	if jr.JoinRule == "restricted" || jr.JoinRule == "knock_restricted" {
 		for _, a := range jr.Allow {
 			if a.Type == "m.room_membership" && a.RoomID != "" {
-				out.AllowedRoomIDs = append(out.AllowedRoomIDs, a.RoomID)
+				out = append(out, a.RoomID)
 			}
 		}
 	}

@@ -49,16 +49,8 @@ func (s *Service) Preview(ctx context.Context, userID, roomID string, via []stri
 			return err
 		}
 		out = &RoomPreview{PublicRoom: *entry, RoomVersion: room.Version, Membership: membership}
-		var jr joinRulesContent
-		if err := s.stateContent(tx, room, "m.room.join_rules", "", &jr); err != nil {
+		if out.AllowedRoomIDs, err = s.allowedRoomIDs(tx, room); err != nil {
 			return err
-		}
-		if jr.JoinRule == "restricted" || jr.JoinRule == "knock_restricted" {
-			for _, a := range jr.Allow {
-				if a.Type == "m.room_membership" && a.RoomID != "" {
-					out.AllowedRoomIDs = append(out.AllowedRoomIDs, a.RoomID)
-				}
-			}
 		}
 		var enc struct {
 			Algorithm string `json:"algorithm"`
