@@ -108,57 +108,23 @@ func Resolve(version string, stateSets [][]*Event, authEvents []*Event) ([]*Even
 	return out, nil
 }
 
-// resolveConflicts runs the library's state resolution for the room
-// version. For room version 12 it runs algorithm 2 by the library's older
-// entry point, which applies the unconflicted state (the create event
-// among it) before it orders anything: the pinned library's algorithm 2.1
-// panics ("missing resolved create event") whenever power events
-// conflict, and when they do not it starts its iterative auth checks from
-// an empty state without the create event, which v12 events no longer
-// cite, so every conflicted member event fails its check and drops out of
-// the state (two servers changing displaynames at once left our own user
-// out of the room). Every Hearth does the same, so Hearth servers
-// converge; a v2.1 server may differ from us in the edge cases where the
-// two algorithms disagree.
+// resolveConflicts runs the room version's state resolution: algorithm
+// 2.1 (room version 12) by resolveV21, the library's for the others.
 func resolveConflicts(version string, sets [][]gmsl.PDU, auth []gmsl.PDU) (out []gmsl.PDU, err error) {
+	impl, err := gmsl.GetRoomVersion(gmsl.RoomVersion(version))
+	if err != nil {
+		return nil, err
+	}
+	if impl.StateResAlgorithm() == gmsl.StateResV2_1 {
+		return resolveV21(sets, auth)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = nil, fmt.Errorf("pdu: state resolution: %v", p)
+		}
+	}()
 	notRejected := func(string) bool { return false }
-	if !PrivilegedCreators(version) {
-		defer func() {
-			if p := recover(); p != nil {
-				out, err = nil, fmt.Errorf("pdu: state resolution: %v", p)
-			}
-		}()
-		return gmsl.ResolveConflictsNew(gmsl.RoomVersion(version), sets, auth, userIDForSender, notRejected)
-	}
-	// Algorithm 2 through the older entry point, which applies the
-	// unconflicted state before it orders anything.
-	type key struct{ typ, sk string }
-	byKey := map[key]map[string]gmsl.PDU{}
-	inSets := map[key]int{}
-	for _, set := range sets {
-		for _, e := range set {
-			if e.StateKey() == nil {
-				continue
-			}
-			k := key{e.Type(), *e.StateKey()}
-			if byKey[k] == nil {
-				byKey[k] = map[string]gmsl.PDU{}
-			}
-			byKey[k][e.EventID()] = e
-			inSets[k]++
-		}
-	}
-	var conflicted, unconflicted []gmsl.PDU
-	for k, evs := range byKey {
-		for _, e := range evs {
-			if len(evs) == 1 && inSets[k] == len(sets) {
-				unconflicted = append(unconflicted, e)
-			} else {
-				conflicted = append(conflicted, e)
-			}
-		}
-	}
-	return gmsl.ResolveStateConflictsV2(conflicted, unconflicted, auth, userIDForSender, notRejected), nil
+	return gmsl.ResolveConflictsNew(gmsl.RoomVersion(version), sets, auth, userIDForSender, notRejected)
 }
 
 // Template returns ev as make_join, make_leave and make_knock answer it:
