@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -16,8 +15,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"hearth/federation"
@@ -63,7 +60,6 @@ func (s *Server) openFederation(mux *httpx.Mux) error {
 	}, s.store)
 	s.sender = federation.NewSender(s.federation.Client(), s.store, federation.SenderConfig{Log: s.log})
 	s.rooms.SetFederation(s.federation, s.federation, s.federation.Keys().PublicKey)
-	s.rooms.OnLocalEvent = s.sendEvent
 	s.rooms.QueueLocalEvent = func(tx *store.Tx, servers []string, ev []byte) (func(), error) {
 		return s.sender.QueueTx(tx, servers, [][]byte{ev}, nil)
 	}
@@ -221,36 +217,4 @@ func ComplementTLS(cfg *Config, caDir string) error {
 	cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TrustCAFile = certFile, keyFile, caCert
 	cfg.FederationAddr, cfg.AllowPrivateAddresses = "0.0.0.0:8448", true
 	return nil
-}
-
-// sendEvent queues an event this server built, or accepted through a
-// send_join, send_leave or send_knock, for the room's other servers.
-func (s *Server) sendEvent(roomID string, ev []byte, extra []string) {
-	servers, err := s.rooms.RemoteServers(roomID)
-	if err != nil {
-		s.log.Warn("federation: servers of a room", "room", roomID, "err", err)
-	}
-	for _, e := range extra {
-		if e != s.cfg.ServerName && !slices.Contains(servers, e) {
-			servers = append(servers, e)
-		}
-	}
-	// The sender's server built the event (a join, leave or knock it
-	// sent us through send_join, send_leave, send_knock) and has it; a
-	// copy over /send can reach it before it has processed our
-	// send_join answer, as an event of a room it does not know yet.
-	var head struct {
-		Sender string `json:"sender"`
-	}
-	if json.Unmarshal(ev, &head) == nil {
-		if _, origin, ok := strings.Cut(head.Sender, ":"); ok && origin != s.cfg.ServerName {
-			servers = slices.DeleteFunc(servers, func(n string) bool { return n == origin })
-		}
-	}
-	if len(servers) == 0 {
-		return
-	}
-	if err := s.sender.Enqueue(servers, [][]byte{ev}, nil); err != nil {
-		s.log.Error("federation: queueing an event", "room", roomID, "err", err)
-	}
 }

@@ -137,7 +137,7 @@ func (s *Service) AcceptMember(ctx context.Context, origin, roomID, eventID, mem
 		return nil, nil, nil, mxerr.Forbidden("%v", err)
 	}
 	unlock := s.lockRoom(roomID)
-	err = s.ingest(ctx, origin, room.NID, ev, 0)
+	err = s.ingest(context.WithValue(ctx, relayKey{}, ev.ID()), origin, room.NID, ev, 0)
 	unlock()
 	if errors.Is(err, ErrRejected) {
 		return nil, nil, nil, mxerr.Forbidden("%v", err)
@@ -183,9 +183,6 @@ func (s *Service) AcceptMember(ctx context.Context, origin, roomID, eventID, mem
 	})
 	if err != nil {
 		return nil, nil, nil, err
-	}
-	if s.OnLocalEvent != nil {
-		s.OnLocalEvent(roomID, ev.JSON(), nil) // the room's other servers learn of it from us
 	}
 	return ev, state, chain, nil
 }

@@ -128,8 +128,15 @@ func (s *Service) ingest(ctx context.Context, origin string, roomNID uint64, ev 
 	if err := s.checkAuthEvents(ctx, origin, room, ev, before); err != nil {
 		return err
 	}
-	return s.persistRemote(room, ev, before)
+	relay, _ := ctx.Value(relayKey{}).(string)
+	return s.persistRemote(room, ev, before, relay == ev.ID())
 }
+
+// relayKey marks, in a context, the ID of the event an ingest is to
+// queue for the room's other servers once accepted: a membership event
+// another server sent us through send_join, send_leave or send_knock,
+// which only we hand on.
+type relayKey struct{}
 
 // reject stores ev as rejected (once), with the state before it when
 // known (nil: unknown), and returns the refusal.

@@ -14,11 +14,12 @@ import (
 // state), then appended with its state; where it does not follow every
 // forward extremity, the room's new current state is the resolution of
 // the old one with the state after ev.
-func (s *Service) persistRemote(room *store.Room, ev *pdu.Event, before map[store.StateKey]uint64) error {
+func (s *Service) persistRemote(room *store.Room, ev *pdu.Event, before map[store.StateKey]uint64, relay bool) error {
 	var pos uint64
+	var deliver func()
 	var refusal, softFail error
 	err := s.store.Update(func(tx *store.Tx) error {
-		pos, refusal, softFail = 0, nil, nil
+		pos, refusal, softFail, deliver = 0, nil, nil, nil
 		r, err := tx.RoomByNID(room.NID)
 		if err != nil {
 			return err
@@ -69,13 +70,29 @@ func (s *Service) persistRemote(room *store.Room, ev *pdu.Event, before map[stor
 				return err
 			}
 		}
+		var servers []string
+		if relay && s.QueueLocalEvent != nil {
+			// Every server in the room but ours and the sender's, which
+			// built the event: queued in this transaction, so no crash
+			// keeps the event and loses its delivery.
+			joined, err := s.joinedServers(tx, r)
+			if err != nil {
+				return err
+			}
+			servers = slices.DeleteFunc(slices.Clone(joined), func(n string) bool { return n == s.serverName || n == ev.Origin() })
+		}
 		if pos, err = tx.AppendEvent(r, ne); err != nil {
 			return err
 		}
 		if ev.Type() == "m.room.redaction" && !ev.IsState() && !s.mayRedact(tx, r, ev) {
-			return s.indexRelation(tx, r, ev, pos)
+			err = s.indexRelation(tx, r, ev, pos)
+		} else {
+			err = s.indexEvent(tx, r, ev, pos, nil)
 		}
-		return s.indexEvent(tx, r, ev, pos, nil)
+		if err == nil && len(servers) > 0 {
+			deliver, err = s.QueueLocalEvent(tx, servers, ev.JSON())
+		}
+		return err
 	})
 	if err != nil {
 		return err
@@ -90,6 +107,9 @@ func (s *Service) persistRemote(room *store.Room, ev *pdu.Event, before map[stor
 	}
 	s.heads.add(pos, room.Version, 0, ev.JSON(), ev)
 	s.appended(pos, room.RoomID)
+	if deliver != nil {
+		deliver()
+	}
 	return nil
 }
 

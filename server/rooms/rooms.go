@@ -47,17 +47,13 @@ type Service struct {
 	// are not in the room's state (the invitee of a remote invite).
 	OnNotify func(pos uint64, users ...string)
 
-	// QueueLocalEvent, when set, queues an event one of our users sent
-	// for the other servers named, in the transaction that stores it, so
-	// no crash can keep one without the other; after, called once that
-	// transaction is durable, starts the delivery.
+	// QueueLocalEvent, when set, queues an event for the other servers
+	// named, in the transaction that stores it, so no crash can keep one
+	// without the other: an event one of our users sent, or another
+	// server's member event we accepted through send_join, send_leave or
+	// send_knock. after, called once that transaction is durable, starts
+	// the delivery.
 	QueueLocalEvent func(tx *store.Tx, servers []string, ev []byte) (after func(), err error)
-
-	// OnLocalEvent, when set, is called with an event another server
-	// built and we accepted through send_join, send_leave or send_knock,
-	// once it is durable, so federation can send it on to the room's
-	// other servers.
-	OnLocalEvent func(roomID string, ev []byte, extra []string)
 
 	// OnAppend, when set, is called after events are durable, with the
 	// newest position and the rooms they are in. Sync wakes its waiters
