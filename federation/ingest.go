@@ -16,9 +16,9 @@ const roomsAtOnce = 10
 
 // receivePDUs takes the PDUs of a transaction from origin through the
 // room core's ingest pipeline and returns each one's result by event ID.
-// A room's PDUs go one after another, in the order sent; different rooms'
-// go at once, so their writes share commits (and fsyncs) instead of
-// waiting for each other's. One bad PDU fails alone.
+// A room's PDUs go in the order sent, those ready at once stored in one
+// commit; different rooms' go at once, so their writes share commits
+// (and fsyncs) too. One bad PDU fails alone.
 func (s *Service) receivePDUs(ctx context.Context, origin string, pdus []json.RawMessage) map[string]pduResult {
 	var order []string
 	byRoom := map[string][]json.RawMessage{}
@@ -38,11 +38,10 @@ func (s *Service) receivePDUs(ctx context.Context, origin string, pdus []json.Ra
 		slots <- struct{}{}
 		go func(raws []json.RawMessage) { // one room's PDUs; ends with them
 			defer func() { <-slots; wg.Done() }()
-			for _, raw := range raws {
-				id, err := s.rooms.ReceivePDU(ctx, origin, raw)
-				if r, ok := s.pduResult(origin, raw, id, err); ok {
+			for i, res := range s.rooms.ReceivePDUs(ctx, origin, raws) {
+				if r, ok := s.pduResult(origin, raws[i], res.ID, res.Err); ok {
 					mu.Lock()
-					out[id] = r
+					out[res.ID] = r
 					mu.Unlock()
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"hearth/server/pdu"
 	"hearth/server/servertest"
 )
 
@@ -55,5 +56,61 @@ func TestTransactionOfSeveralRooms(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("room %d on B, newest first: %v, want %v", k, got, want)
 		}
+	}
+}
+
+// One room's PDUs in one transaction, mixing what B can take at once with
+// what it cannot: a message, one by a user not in the room (rejected),
+// one following the rejected event, one whose prev event nobody can give
+// B, and one more. B stores the ready ones together and the others as it
+// would alone: each PDU's answer, and the timeline, are what taking them
+// one at a time gives.
+func TestTransactionMixesReadyAndMissing(t *testing.T) {
+	srv := servertest.Federation(t, 3)
+	a, b, c := srv[0], srv[1], srv[2]
+	alice := a.Register(t, "alice", "pw-alice")
+	bob := b.Register(t, "bob", "pw-bob")
+	carol := c.Register(t, "carol", "pw-carol")
+	roomID := roomOfThree(t, a, alice, bob, carol)
+	f := newChainForger(t, b, c, roomID)
+	msg := func(body string) map[string]any { return map[string]any{"msgtype": "m.text", "body": body} }
+	one := f.next(carol.UserID, msg("one"))
+	rejected := f.next("@eve:"+c.ServerName(), msg("eve was never here"))
+	three := f.next(carol.UserID, msg("three"))
+	afterThree := slices.Clone(f.head.prev)
+	f.next(carol.UserID, msg("never sent")) // nobody has it
+	four := f.next(carol.UserID, msg("four"))
+	f.head.prev = afterThree
+	five := f.next(carol.UserID, msg("five"))
+
+	results, err := sendTxn(t, c, b, one, rejected, three, four, five)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idOf := func(js json.RawMessage) string {
+		ev, err := pdu.Parse("12", js, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev.ID()
+	}
+	for name, want := range map[string]struct {
+		js    json.RawMessage
+		error bool
+	}{"one": {one, false}, "rejected": {rejected, false}, "three": {three, false}, "four": {four, true}, "five": {five, false}} {
+		r, ok := results[idOf(want.js)]
+		if !ok || (r["error"] != "") != want.error {
+			t.Errorf("PDU %q answered %v (present %v), want an error: %v", name, r, ok, want.error)
+		}
+	}
+	r := bob.Must(200, "GET", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/messages?dir=b&limit=5", nil)
+	var got []string
+	for _, e := range r.JSON["chunk"].([]any) {
+		if body, ok := e.(map[string]any)["content"].(map[string]any)["body"].(string); ok {
+			got = append(got, body)
+		}
+	}
+	if want := []string{"five", "three", "one"}; !slices.Equal(got, want) {
+		t.Errorf("B's timeline, newest first: %v, want %v", got, want)
 	}
 }

@@ -42,6 +42,20 @@ const maxFetchDepth = 1
 // the event ID; an error wrapping ErrRejected when the event was refused,
 // ErrNotInRoom for a room we are not in.
 func (s *Service) ReceivePDU(ctx context.Context, origin string, js []byte) (string, error) {
+	room, ev, err := s.admitPDU(ctx, origin, js)
+	if ev == nil || err != nil {
+		return idOf(ev), err
+	}
+	unlock := s.lockRoom(room.RoomID)
+	defer unlock()
+	return ev.ID(), s.ingest(ctx, origin, room.NID, ev, 0)
+}
+
+// admitPDU runs the checks a PDU passes before its room's lock: a room we
+// are in, steps 1 and 2, the room's server ACL. An event that a room we
+// are not in may still concern (an invite's rescission) is taken there
+// and comes back with a nil room.
+func (s *Service) admitPDU(ctx context.Context, origin string, js []byte) (*store.Room, *pdu.Event, error) {
 	roomID := pdu.RoomIDOf(js)
 	var room *store.Room
 	err := s.store.View(func(tx *store.Tx) (err error) {
@@ -49,14 +63,14 @@ func (s *Service) ReceivePDU(ctx context.Context, origin string, js []byte) (str
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return "", ErrNotInRoom
+		return nil, nil, ErrNotInRoom
 	}
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
 	ev, err := s.parseRemote(ctx, room.Version, js)
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
 	// Only a resident server holds the state an event is checked
 	// against; events that arrive while a join is under way are fetched
@@ -64,17 +78,22 @@ func (s *Service) ReceivePDU(ctx context.Context, origin string, js []byte) (str
 	if ok, err := s.Resident(roomID); err != nil || !ok {
 		if err == nil {
 			if done, err := s.receiveRescission(room, ev); done || err != nil {
-				return ev.ID(), err
+				return nil, ev, err
 			}
 		}
-		return ev.ID(), ErrNotInRoom
+		return nil, ev, ErrNotInRoom
 	}
 	if !s.ServerAllowed(roomID, origin) || !s.ServerAllowed(roomID, ev.Origin()) {
-		return ev.ID(), fmt.Errorf("%w: the room's server ACL denies the server", ErrRejected)
+		return nil, ev, fmt.Errorf("%w: the room's server ACL denies the server", ErrRejected)
 	}
-	unlock := s.lockRoom(roomID)
-	defer unlock()
-	return ev.ID(), s.ingest(ctx, origin, room.NID, ev, 0)
+	return room, ev, nil
+}
+
+func idOf(ev *pdu.Event) string {
+	if ev == nil {
+		return ""
+	}
+	return ev.ID()
 }
 
 // parseRemote parses and verifies a remote event's JSON: steps 1 and 2.

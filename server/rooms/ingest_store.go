@@ -15,100 +15,118 @@ import (
 // forward extremity, the room's new current state is the resolution of
 // the old one with the state after ev.
 func (s *Service) persistRemote(room *store.Room, ev *pdu.Event, before map[store.StateKey]uint64, relay bool) error {
-	var pos uint64
-	var deliver func()
-	var refusal, softFail error
-	err := s.store.Update(func(tx *store.Tx) error {
-		pos, refusal, softFail, deliver = 0, nil, nil, nil
-		r, err := tx.RoomByNID(room.NID)
-		if err != nil {
-			return err
-		}
-		auth, err := s.stateEvents(tx, r, before, ev)
-		if err != nil {
-			return err
-		}
-		snap, err := tx.NewSnapshot(before, r.CurrentSnap)
-		if err != nil {
-			return err
-		}
-		if refusal = pdu.Allowed(ev, auth); refusal != nil {
-			// With the state before it: the state after it, for the
-			// events that follow it.
-			_, err := tx.AddOutlier(r.NID, ev.ID(), ev.JSON(), store.FlagRejected, snap)
-			return err
-		}
-		current, err := tx.CurrentState(r.NID, "")
-		if err != nil {
-			return err
-		}
-		curAuth, err := s.stateEvents(tx, r, current, ev)
-		if err != nil {
-			return err
-		}
-		if softFail = pdu.Allowed(ev, curAuth); softFail != nil {
-			_, err := tx.AddOutlier(r.NID, ev.ID(), ev.JSON(), store.FlagSoftFailed, snap)
-			return err
-		}
-		ne := newEvent(ev, nil)
-		ne.StateBefore = &snap
-		// The current state is the resolution of the states after the
-		// forward extremities: those ev does not follow, and ev.
-		others, err := s.otherExtremities(tx, r, ev)
-		if err != nil {
-			return err
-		}
-		if len(others) > 0 {
-			after := make(map[store.StateKey]uint64, len(before)+1)
-			for k, v := range before {
-				after[k] = v
-			}
-			if ev.IsState() {
-				after[store.StateKey{Type: ev.Type(), Key: *ev.StateKey()}] = 0 // ev itself, not stored yet
-			}
-			if ne.Current, err = s.resolveWith(tx, r, append(others, after), ev); err != nil {
-				return err
-			}
-		}
-		var servers []string
-		if relay && s.QueueLocalEvent != nil {
-			// Every server in the room but ours and the sender's, which
-			// built the event: queued in this transaction, so no crash
-			// keeps the event and loses its delivery.
-			joined, err := s.joinedServers(tx, r)
-			if err != nil {
-				return err
-			}
-			servers = slices.DeleteFunc(slices.Clone(joined), func(n string) bool { return n == s.serverName || n == ev.Origin() })
-		}
-		if pos, err = tx.AppendEvent(r, ne); err != nil {
-			return err
-		}
-		if ev.Type() == "m.room.redaction" && !ev.IsState() && !s.mayRedact(tx, r, ev) {
-			err = s.indexRelation(tx, r, ev, pos)
-		} else {
-			err = s.indexEvent(tx, r, ev, pos, nil)
-		}
-		if err == nil && len(servers) > 0 {
-			deliver, err = s.QueueLocalEvent(tx, servers, ev.JSON())
-		}
+	var p persisted
+	err := s.store.Update(func(tx *store.Tx) (err error) {
+		p, err = s.persistTx(tx, room.NID, ev, before, relay)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if refusal != nil {
-		s.log.Info("federation: event rejected", "event_id", ev.ID(), "room", room.RoomID, "why", refusal)
-		return fmt.Errorf("%w by the state before it: %v", ErrNotAllowed, refusal)
+	return s.persistedDone(room, ev, p)
+}
+
+// persisted is what persistTx did with an event.
+type persisted struct {
+	pos      uint64 // in the timeline at pos; 0 if not
+	refusal  error  // why the state before it refused it
+	softFail error  // why the current state refused it
+	deliver  func() // starts the delivery of what was queued
+}
+
+// persistTx is persistRemote's work, in the caller's write transaction.
+// relay queues ev for the room's other servers in it.
+func (s *Service) persistTx(tx *store.Tx, roomNID uint64, ev *pdu.Event, before map[store.StateKey]uint64, relay bool) (p persisted, err error) {
+	r, err := tx.RoomByNID(roomNID)
+	if err != nil {
+		return p, err
 	}
-	if softFail != nil {
-		s.log.Info("federation: event soft-failed", "event_id", ev.ID(), "room", room.RoomID, "why", softFail)
+	auth, err := s.stateEvents(tx, r, before, ev)
+	if err != nil {
+		return p, err
+	}
+	snap, err := tx.NewSnapshot(before, r.CurrentSnap)
+	if err != nil {
+		return p, err
+	}
+	if p.refusal = pdu.Allowed(ev, auth); p.refusal != nil {
+		// With the state before it: the state after it, for the
+		// events that follow it.
+		_, err := tx.AddOutlier(r.NID, ev.ID(), ev.JSON(), store.FlagRejected, snap)
+		return p, err
+	}
+	current, err := tx.CurrentState(r.NID, "")
+	if err != nil {
+		return p, err
+	}
+	curAuth, err := s.stateEvents(tx, r, current, ev)
+	if err != nil {
+		return p, err
+	}
+	if p.softFail = pdu.Allowed(ev, curAuth); p.softFail != nil {
+		_, err := tx.AddOutlier(r.NID, ev.ID(), ev.JSON(), store.FlagSoftFailed, snap)
+		return p, err
+	}
+	ne := newEvent(ev, nil)
+	ne.StateBefore = &snap
+	// The current state is the resolution of the states after the
+	// forward extremities: those ev does not follow, and ev.
+	others, err := s.otherExtremities(tx, r, ev)
+	if err != nil {
+		return p, err
+	}
+	if len(others) > 0 {
+		after := make(map[store.StateKey]uint64, len(before)+1)
+		for k, v := range before {
+			after[k] = v
+		}
+		if ev.IsState() {
+			after[store.StateKey{Type: ev.Type(), Key: *ev.StateKey()}] = 0 // ev itself, not stored yet
+		}
+		if ne.Current, err = s.resolveWith(tx, r, append(others, after), ev); err != nil {
+			return p, err
+		}
+	}
+	var servers []string
+	if relay && s.QueueLocalEvent != nil {
+		// Every server in the room but ours and the sender's, which
+		// built the event: queued in this transaction, so no crash
+		// keeps the event and loses its delivery.
+		joined, err := s.joinedServers(tx, r)
+		if err != nil {
+			return p, err
+		}
+		servers = slices.DeleteFunc(slices.Clone(joined), func(n string) bool { return n == s.serverName || n == ev.Origin() })
+	}
+	if p.pos, err = tx.AppendEvent(r, ne); err != nil {
+		return p, err
+	}
+	if ev.Type() == "m.room.redaction" && !ev.IsState() && !s.mayRedact(tx, r, ev) {
+		err = s.indexRelation(tx, r, ev, p.pos)
+	} else {
+		err = s.indexEvent(tx, r, ev, p.pos, nil)
+	}
+	if err == nil && len(servers) > 0 {
+		p.deliver, err = s.QueueLocalEvent(tx, servers, ev.JSON())
+	}
+	return p, err
+}
+
+// persistedDone finishes what persistTx did once it is durable, and
+// returns the event's outcome.
+func (s *Service) persistedDone(room *store.Room, ev *pdu.Event, p persisted) error {
+	if p.refusal != nil {
+		s.log.Info("federation: event rejected", "event_id", ev.ID(), "room", room.RoomID, "why", p.refusal)
+		return fmt.Errorf("%w by the state before it: %v", ErrNotAllowed, p.refusal)
+	}
+	if p.softFail != nil {
+		s.log.Info("federation: event soft-failed", "event_id", ev.ID(), "room", room.RoomID, "why", p.softFail)
 		return nil
 	}
-	s.heads.add(pos, room.Version, 0, ev.JSON(), ev)
-	s.appended(pos, room.RoomID)
-	if deliver != nil {
-		deliver()
+	s.heads.add(p.pos, room.Version, 0, ev.JSON(), ev)
+	s.appended(p.pos, room.RoomID)
+	if p.deliver != nil {
+		p.deliver()
 	}
 	return nil
 }
