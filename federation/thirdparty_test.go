@@ -1,13 +1,16 @@
 package federation_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"testing"
 	"time"
 
+	"hearth/federation"
 	"hearth/server/servertest"
 )
 
@@ -72,6 +75,129 @@ func checkThirdPartyInviteEvent(t *testing.T, is *identityServer, ev map[string]
 		c["public_key"] != first["public_key"] || c["key_validity_url"] != base+"/pubkey/isvalid" || first["key_validity_url"] != base+"/pubkey/isvalid" {
 		t.Errorf("m.room.third_party_invite: %v", ev)
 	}
+}
+
+// A user invites an email address nobody has bound yet: the identity
+// server stores the invite and the room gets its m.room.third_party_invite.
+// When bob, of a server not in the room, binds the address, his server
+// has the inviter's server complete the invite (exchange_third_party_invite);
+// bob sees it in his sync and joins. A signed block the identity server
+// did not sign, or one whose key it has since revoked, is refused with a
+// Matrix error for the identity server, and nothing lands in the room.
+func TestThirdPartyInviteThroughInvitersServer(t *testing.T) {
+	ca := servertest.NewCA(t)
+	a, b := ca.Start(t, servertest.Options{}), ca.Start(t, servertest.Options{})
+	is := startIdentityServer(t, ca)
+	alice := a.Register(t, "alice", "pw-alice")
+	bob := b.Register(t, "bob", "pw-bob")
+	roomID := alice.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "private_chat", "name": "Book club"}).Str("room_id")
+	invitePath := "/_matrix/client/v3/rooms/" + url.PathEscape(roomID) + "/invite"
+
+	alice.Must(200, "POST", invitePath, is.invite3PID("bob@example.org"))
+	tpis := thirdPartyInvites(t, alice, roomID)
+	if len(tpis) != 1 {
+		t.Fatalf("room state has %d m.room.third_party_invite events, want 1", len(tpis))
+	}
+	checkThirdPartyInviteEvent(t, is, tpis[0])
+	if is.requestsTo("/lookup") != 1 || is.requestsTo("/store-invite") != 1 {
+		t.Errorf("identity server saw %d lookups and %d store-invites, want 1 each", is.requestsTo("/lookup"), is.requestsTo("/store-invite"))
+	}
+	before := len(stateOfRoom(t, alice, roomID))
+
+	// A forged signed block: A refuses it, B passes the refusal on.
+	r := is.bind("bob@example.org", bob.UserID, otherKey(), "PUT")
+	if r.Status != http.StatusForbidden || r.Errcode() != "M_FORBIDDEN" {
+		t.Errorf("onbind with a forged signature: %s, want 403 M_FORBIDDEN", r)
+	}
+	// A key the identity server no longer vouches for.
+	is.revoke(true)
+	r = is.bind("bob@example.org", bob.UserID, is.key, "PUT")
+	if r.Status != http.StatusForbidden || r.Errcode() != "M_FORBIDDEN" {
+		t.Errorf("onbind with a revoked key: %s, want 403 M_FORBIDDEN", r)
+	}
+	if got := membership(alice, roomID, bob.UserID); got != "" {
+		t.Errorf("after refused binds alice sees bob as %q, want no member event", got)
+	}
+	if n := len(stateOfRoom(t, alice, roomID)); n != before {
+		t.Errorf("after refused binds the room has %d state events, %d before", n, before)
+	}
+	if invitedTo(bob, roomID) {
+		t.Errorf("bob's sync shows an invite after refused binds")
+	}
+
+	// The identity server's own signature, its key valid.
+	is.revoke(false)
+	if r := is.bind("bob@example.org", bob.UserID, is.key, "PUT"); r.Status != 200 {
+		t.Fatalf("onbind: %s", r)
+	}
+	waitInvited(t, bob, roomID)
+	member := stateEventOf(t, alice, roomID, "m.room.member", bob.UserID)
+	if get(member, "content", "membership") != "invite" || get(member, "sender") != alice.UserID ||
+		get(member, "content", "third_party_invite", "display_name") != "b...@..." ||
+		get(member, "content", "third_party_invite", "signed", "token") != get(tpis[0], "state_key") {
+		t.Errorf("bob's member event on A: %v", member)
+	}
+	bob.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/join", map[string]any{})
+	waitMembership(t, alice, roomID, bob.UserID, "join")
+
+	// Only the invitee's server may ask for the invite to be completed.
+	partial := map[string]any{"type": "m.room.member", "room_id": roomID, "sender": alice.UserID, "state_key": "@mallory:elsewhere.test",
+		"content": map[string]any{"membership": "invite", "third_party_invite": map[string]any{"signed": map[string]any{
+			"mxid": "@mallory:elsewhere.test", "token": get(tpis[0], "state_key"), "signatures": map[string]any{}}}}}
+	err := b.Federation().Client().Call(context.Background(), "PUT", a.ServerName(), "/_matrix/federation/v1/exchange_third_party_invite/"+url.PathEscape(roomID), partial, nil)
+	var fe *federation.Error
+	if !errors.As(err, &fe) || fe.Status != http.StatusForbidden || fe.Code != "M_FORBIDDEN" {
+		t.Errorf("exchange_third_party_invite for another server's user: %v, want 403 M_FORBIDDEN", err)
+	}
+}
+
+// When the invitee's server is in the room itself (carol, of B, joined
+// it), it completes the invite on binding, with the inviter as sender and
+// its own signature; the inviter's server takes the event, as the spec
+// says it must (the invite's sender's server need not sign it). The
+// invite here comes from createRoom's invite_3pid, and the identity
+// server POSTs onbind, as Sydent does.
+func TestThirdPartyInviteInviteesServerInRoom(t *testing.T) {
+	ca := servertest.NewCA(t)
+	a, b := ca.Start(t, servertest.Options{}), ca.Start(t, servertest.Options{})
+	is := startIdentityServer(t, ca)
+	alice := a.Register(t, "alice", "pw-alice")
+	bob := b.Register(t, "bob", "pw-bob")
+	carol := b.Register(t, "carol", "pw-carol")
+	roomID := alice.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{
+		"preset": "private_chat", "invite": []string{carol.UserID},
+		"invite_3pid": []any{is.invite3PID("bob@example.org")},
+	}).Str("room_id")
+	tpis := thirdPartyInvites(t, alice, roomID)
+	if len(tpis) != 1 {
+		t.Fatalf("room state has %d m.room.third_party_invite events, want 1", len(tpis))
+	}
+	checkThirdPartyInviteEvent(t, is, tpis[0])
+	carol.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/join", map[string]any{})
+	waitMembership(t, alice, roomID, carol.UserID, "join")
+	sameState(t, roomID, alice, carol)
+	before := len(stateOfRoom(t, carol, roomID))
+
+	r := is.bind("bob@example.org", bob.UserID, otherKey(), "POST")
+	if r.Status != http.StatusForbidden || r.Errcode() != "M_FORBIDDEN" {
+		t.Errorf("onbind with a forged signature: %s, want 403 M_FORBIDDEN", r)
+	}
+	if n := len(stateOfRoom(t, carol, roomID)); n != before || membership(carol, roomID, bob.UserID) != "" {
+		t.Errorf("after a forged bind B has %d state events (%d before), bob as %q", n, before, membership(carol, roomID, bob.UserID))
+	}
+
+	if r := is.bind("bob@example.org", bob.UserID, is.key, "POST"); r.Status != 200 {
+		t.Fatalf("onbind: %s", r)
+	}
+	waitInvited(t, bob, roomID)
+	waitMembership(t, alice, roomID, bob.UserID, "invite")
+	member := stateEventOf(t, alice, roomID, "m.room.member", bob.UserID)
+	if get(member, "sender") != alice.UserID || get(member, "content", "third_party_invite", "signed", "mxid") != bob.UserID {
+		t.Errorf("bob's member event on A: %v", member)
+	}
+	bob.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/join", map[string]any{})
+	waitMembership(t, alice, roomID, bob.UserID, "join")
+	sameState(t, roomID, alice, bob)
 }
 
 // An address already bound to a Matrix ID is an ordinary invite of that

@@ -1,9 +1,12 @@
 package rooms
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 
 	"hearth/server/mxerr"
+	"hearth/server/pdu"
 	"hearth/store"
 )
 
@@ -77,4 +80,89 @@ func (s *Service) ThirdPartyInviteContext(roomID, userID string) (*InviteContext
 		return nil
 	})
 	return out, err
+}
+
+// KeyCheck asks the identity server whether a key of an
+// m.room.third_party_invite is still valid: nil if it is, else the
+// Matrix error to answer with.
+type KeyCheck func(ctx context.Context, key pdu.ThirdPartyKey) error
+
+// CompleteThirdPartyInvite sends, in a room we are in, the m.room.member
+// invite of target completing sender's m.room.third_party_invite: signed
+// is the block the identity server signed for target when the address
+// was bound. Before anything is sent, the block must verify with one of
+// the room's keys for its token, which check must find still valid (the
+// spec has the server that completes the invite ask, and no other). An
+// invitee of another server is invited through their server as any
+// invite is. It returns the event's ID; ErrNotInRoom where we are not in
+// the room.
+func (s *Service) CompleteThirdPartyInvite(ctx context.Context, roomID, sender, target string, signed json.RawMessage, check KeyCheck) (string, error) {
+	var block struct {
+		MXID       string                     `json:"mxid"`
+		Token      string                     `json:"token"`
+		Signatures map[string]json.RawMessage `json:"signatures"`
+	}
+	if json.Unmarshal(signed, &block) != nil || block.Token == "" || block.MXID == "" || len(block.Signatures) == 0 {
+		return "", mxerr.BadJSON("signed needs mxid, token and signatures")
+	}
+	if block.MXID != target {
+		return "", mxerr.Forbidden("The identity server signed the invite for %s, not %s", block.MXID, target)
+	}
+	var invite *pdu.Event
+	err := s.store.View(func(tx *store.Tx) error {
+		room, err := tx.RoomByID(roomID)
+		if errors.Is(err, store.ErrNotFound) {
+			return ErrNotInRoom
+		}
+		if err != nil {
+			return err
+		}
+		if ok, err := s.resident(tx, room); err != nil || !ok {
+			if err == nil {
+				err = ErrNotInRoom
+			}
+			return err
+		}
+		if invite, err = s.stateEvent(tx, room, "m.room.third_party_invite", block.Token); err != nil {
+			if e, ok := mxerr.As(err); ok && e.Code == "M_NOT_FOUND" {
+				return mxerr.Forbidden("The room has no third-party invite with this token")
+			}
+			return err
+		}
+		if m, err := tx.MembershipOf(target, room.NID); err == nil && m.Membership == "join" {
+			return mxerr.Forbidden("%s is already in the room", target)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if invite.Sender() != sender {
+		return "", mxerr.Forbidden("The room's third-party invite with this token was sent by %s, not %s", invite.Sender(), sender)
+	}
+	key, err := pdu.VerifyThirdPartySigned(signed, pdu.ThirdPartyInviteKeys(invite.Content()))
+	if err != nil {
+		return "", mxerr.Forbidden("The invite's signature does not verify with the keys of the room's third-party invite")
+	}
+	if key.KeyValidityURL != "" {
+		if err := check(ctx, key); err != nil {
+			return "", err
+		}
+	}
+	var tpi struct {
+		DisplayName string `json:"display_name"`
+	}
+	_ = json.Unmarshal(invite.Content(), &tpi)
+	content, err := json.Marshal(map[string]any{
+		"membership":         "invite",
+		"third_party_invite": map[string]any{"display_name": tpi.DisplayName, "signed": signed},
+	})
+	if err != nil {
+		return "", err
+	}
+	d := &Draft{Sender: sender, Type: "m.room.member", StateKey: &target, Content: content}
+	if serverOf(target) != s.serverName {
+		d.exchange = func(ev *pdu.Event) (*pdu.Event, error) { return s.inviteRemote(roomID, ev) }
+	}
+	return s.Send(roomID, d)
 }
