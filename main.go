@@ -133,7 +133,7 @@ func serve(args []string) error {
 	noPresence := fs.Bool("no-presence", false, "turn presence off: nobody is shown online")
 	legacyMedia := fs.Bool("legacy-media", false, "also serve local media on the deprecated unauthenticated /_matrix/media download endpoints, for old clients")
 	maxUpload := fs.Int64("max-upload-size", media.DefaultMaxUploadSize, "largest media upload in bytes")
-	allowPrivate := fs.Bool("allow-private-addresses", false, "let outbound requests (URL previews, federation) reach private, loopback and link-local addresses")
+	allowPrivate := fs.Bool("allow-private-addresses", false, "let outbound requests (URL previews, federation, identity servers) reach private, loopback and link-local addresses")
 	fedAddr := fs.String("federation", "", `HTTPS listener for federation (and the client and media APIs); default ":8448" when --tls-cert is set`)
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the HTTPS listener")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")

@@ -18,6 +18,7 @@ import (
 
 	"hearth/server/accounts"
 	"hearth/server/httpx"
+	"hearth/server/identity"
 	"hearth/server/keys"
 	"hearth/server/mxerr"
 	"hearth/server/rooms"
@@ -49,6 +50,10 @@ type Config struct {
 	Keys *keys.Service
 	// Ephemeral delivers what peers' EDUs carry to our clients.
 	Ephemeral Ephemeral
+	// Identity checks identity servers' keys for third-party invites.
+	Identity *identity.Client
+	// NoRateLimit turns off the per-IP limit of unauthenticated routes.
+	NoRateLimit bool
 }
 
 // Service serves the federation and key APIs and holds the outbound
@@ -62,6 +67,9 @@ type Service struct {
 	// edus handles each EDU type a transaction may carry; others are
 	// ignored, as the spec says.
 	edus map[string]eduHandler
+	// onBindIP limits /3pid/onbind per IP (nil: no limit): it needs no
+	// authentication and each call may send requests to other servers.
+	onBindIP *httpx.Limiter
 }
 
 // New returns the federation service of our server.
@@ -81,6 +89,9 @@ func New(cfg Config, st *store.Store) *Service {
 		"m.device_list_update": s.deviceListEDU,
 		"m.signing_key_update": s.signingKeyEDU,
 	}
+	if !cfg.NoRateLimit {
+		s.onBindIP = httpx.NewLimiter(0.2, 10)
+	}
 	return s
 }
 
@@ -92,7 +103,7 @@ func (s *Service) Keys() *KeyRing { return s.keys }
 
 // Routes is the federation API, served under /_matrix/federation.
 func (s *Service) Routes() []httpx.Route {
-	return append(s.membershipRoutes(), []httpx.Route{
+	return append(append(s.membershipRoutes(), s.thirdPartyRoutes()...), []httpx.Route{
 		// Discovery
 		{Method: "GET", Path: "/v1/version", Auth: httpx.NoAuth, Handler: httpx.NoBody(s.version)},
 		// Queries

@@ -26,6 +26,7 @@ var layers = map[string]int{
 	"hearth/server/netguard": 1, // the SSRF-guarded outbound HTTP client
 	"hearth/server/rooms":    2,
 	"hearth/server/keys":     2,
+	"hearth/server/identity": 2, // the identity server client, through netguard
 	"hearth/server/client":   3,
 	"hearth/server/syncapi":  3,
 	"hearth/server/backup":   3,

@@ -26,6 +26,7 @@ import (
 	"hearth/server/backup"
 	"hearth/server/client"
 	"hearth/server/httpx"
+	"hearth/server/identity"
 	"hearth/server/keys"
 	"hearth/server/pdu"
 	"hearth/server/rooms"
@@ -56,8 +57,9 @@ type Config struct {
 	MaxUploadSize int64
 	// MediaQuota bounds the media bytes one user may upload; 0 for none.
 	MediaQuota int64
-	// AllowPrivateAddresses lets outbound requests (URL previews) reach
-	// private, loopback and link-local addresses (--allow-private-addresses).
+	// AllowPrivateAddresses lets outbound requests (URL previews,
+	// federation, identity servers) reach private, loopback and link-local
+	// addresses (--allow-private-addresses).
 	AllowPrivateAddresses bool
 	// FederationAddr is the HTTPS listener (federation, keys, and the
 	// client and media APIs too), "" for none; it needs TLSCertFile and
@@ -93,6 +95,7 @@ type Server struct {
 	media      *media.Service
 	keys       *keys.Service
 	sync       *syncapi.API
+	identity   *identity.Client    // reaches the identity servers users name
 	federation *federation.Service // nil with NoFederation
 	sender     *federation.Sender  // outbound federation queue; nil with NoFederation
 	tlsConfig  *tls.Config         // of the HTTPS listener, nil for none
@@ -153,12 +156,19 @@ func Open(cfg Config) (*Server, error) {
 	s.keys.DeviceNamesOverFederation = cfg.DeviceNamesOverFederation
 	s.accounts.OnDevicesChanged = func(lp string) { s.keys.DeviceChanged(s.accounts.UserID(lp)) }
 	s.sync = syncapi.New(st, s.rooms, s.notifier, !cfg.NoPresence, s.keys)
+	// Identity servers are reached with the trust federation has.
+	roots, err := federation.CertPool(cfg.TrustCAFile)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.identity = identity.New(cfg.AllowPrivateAddresses, roots)
 	if err := s.openFederation(mux); err != nil {
 		st.Close()
 		return nil, err
 	}
 	api := client.New(s.accounts, s.rooms, client.Config{PublicURL: cfg.PublicURL, NoRateLimit: cfg.NoRateLimit,
-		Remote: s.clientRemote()})
+		Remote: s.clientRemote(), Identity: s.identity})
 	mux.Handle("/_matrix/client", api.Routes())
 	mux.Handle("/_matrix/client", s.keys.Routes())
 	mux.Handle("/_matrix/client", s.sync.Routes())

@@ -56,7 +56,7 @@ func (s *Server) openFederation(mux *httpx.Mux) error {
 		ServerName: s.cfg.ServerName, KeyID: s.keyID, Key: s.signingKey, Version: s.cfg.Version,
 		RootCAs: pool, AllowPrivate: s.cfg.AllowPrivateAddresses, Log: s.log, Rooms: s.rooms, DialContext: s.cfg.FederationDial,
 		Accounts: s.accounts, WellKnownServer: s.cfg.WellKnownServer,
-		Keys: s.keys, Ephemeral: s.ephemeral(),
+		Keys: s.keys, Ephemeral: s.ephemeral(), Identity: s.identity, NoRateLimit: s.cfg.NoRateLimit,
 	}, s.store)
 	s.sender = federation.NewSender(s.federation.Client(), s.store, federation.SenderConfig{Log: s.log})
 	s.rooms.SetFederation(s.federation, s.federation, s.federation.Keys().PublicKey)

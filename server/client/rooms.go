@@ -92,6 +92,7 @@ type createRoomReq struct {
 	Name               string                     `json:"name"`
 	Topic              string                     `json:"topic"`
 	Invite             []string                   `json:"invite"`
+	Invite3PID         []invite3PID               `json:"invite_3pid"`
 	RoomVersion        string                     `json:"room_version"`
 	CreationContent    map[string]json.RawMessage `json:"creation_content"`
 	InitialState       []rooms.StateDraft         `json:"initial_state"`
@@ -114,6 +115,11 @@ func (a *API) createRoom(r *httpx.Request, in *createRoomReq) (*roomIDResp, erro
 			return nil, mxerr.InvalidParam("Invalid user ID %q in invite", u)
 		}
 	}
+	for i := range in.Invite3PID {
+		if err := in.Invite3PID[i].check(); err != nil {
+			return nil, err
+		}
+	}
 	id, err := a.rooms.CreateRoom(&rooms.CreateRequest{
 		Creator: r.Principal.UserID, Version: in.RoomVersion, Preset: in.Preset, Visibility: in.Visibility,
 		Name: in.Name, Topic: in.Topic, Invite: in.Invite, IsDirect: in.IsDirect, InitialState: in.InitialState,
@@ -122,6 +128,13 @@ func (a *API) createRoom(r *httpx.Request, in *createRoomReq) (*roomIDResp, erro
 	})
 	if err != nil {
 		return nil, err
+	}
+	// As Synapse does: once the room exists, each address is invited as
+	// /invite would, and a failure fails the request.
+	for i := range in.Invite3PID {
+		if err := a.inviteByAddress(r, id, &in.Invite3PID[i]); err != nil {
+			return nil, err
+		}
 	}
 	return &roomIDResp{RoomID: id}, nil
 }
@@ -354,9 +367,18 @@ func needUser(in *memberReq) error {
 	return nil
 }
 
-// invite is POST /rooms/{roomId}/invite.
-func (a *API) invite(r *httpx.Request, in *memberReq) (*httpx.Empty, error) {
-	if err := needUser(in); err != nil {
+type inviteReq struct {
+	memberReq
+	invite3PID
+}
+
+// invite is POST /rooms/{roomId}/invite, of a user ID or, in its other
+// form, of a third-party identifier (thirdparty.go).
+func (a *API) invite(r *httpx.Request, in *inviteReq) (*httpx.Empty, error) {
+	if in.UserID == "" && (in.Medium != "" || in.Address != "") {
+		return &httpx.Empty{}, a.inviteByAddress(r, r.Param("roomId"), &in.invite3PID)
+	}
+	if err := needUser(&in.memberReq); err != nil {
 		return nil, err
 	}
 	_, err := a.changeMember(r, r.Param("roomId"), in.UserID, "invite", in.Reason)

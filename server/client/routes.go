@@ -7,6 +7,7 @@ import (
 
 	"hearth/server/accounts"
 	"hearth/server/httpx"
+	"hearth/server/identity"
 	"hearth/server/rooms"
 )
 
@@ -17,6 +18,9 @@ type Config struct {
 	// Remote asks other servers on our clients' behalf; without it
 	// (federation off) what lives on other servers is not found.
 	Remote Remote
+	// Identity reaches the identity servers clients name (third-party
+	// invites); nil refuses those invites.
+	Identity *identity.Client
 }
 
 // Remote is what the client API asks of other servers. Each function

@@ -214,6 +214,9 @@ func Allowed(ev *Event, authState []*Event) error {
 }
 
 func allowed(ev *Event, provider *gmsl.AuthEvents) error {
+	if err := thirdPartyInviteRules(ev, provider); err != nil {
+		return err
+	}
 	if err := gmsl.Allowed(ev.p, provider, userIDForSender); err != nil {
 		var na *gmsl.NotAllowed
 		if errors.As(err, &na) {

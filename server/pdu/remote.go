@@ -49,9 +49,10 @@ func (v verifier) VerifyJSONs(ctx context.Context, reqs []gmsl.VerifyJSONRequest
 
 // VerifySignatures checks that every server that must have signed ev (the
 // sender's, and for some membership events others) did, with keys valid
-// when it was sent.
+// when it was sent. A third-party invite needs its invitee's server's
+// signature, not its sender's (see signatureSenders).
 func VerifySignatures(ctx context.Context, ev *Event, keys KeyFunc) error {
-	if err := gmsl.VerifyEventSignatures(ctx, ev.p, verifier{keys}, userIDForSender); err != nil {
+	if err := gmsl.VerifyEventSignatures(ctx, ev.p, verifier{keys}, signatureSenders(ev)); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
 	return nil

@@ -2,7 +2,6 @@ package pdu
 
 import (
 	"crypto/ed25519"
-	"encoding/base64"
 	"errors"
 	"strings"
 
@@ -16,13 +15,13 @@ var ErrBadSignature = errors.New("pdu: signature does not verify")
 // VerifyJSONSignature checks the signature by signer's key keyID
 // ("ed25519:...") over obj, a signed JSON object (its "signatures" and
 // "unsigned" are not covered), with pubKey, an unpadded base64 ed25519
-// public key. A missing or wrong signature, or a key that is not one, is
+// public key (standard or URL-safe alphabet). A missing or wrong signature, or a key that is not one, is
 // ErrBadSignature.
 func VerifyJSONSignature(obj []byte, signer, keyID, pubKey string) error {
 	if !strings.HasPrefix(keyID, "ed25519:") {
 		return ErrBadSignature
 	}
-	raw, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(pubKey, "="))
+	raw, err := decodeKey(pubKey)
 	if err != nil || len(raw) != ed25519.PublicKeySize {
 		return ErrBadSignature
 	}
