@@ -332,6 +332,16 @@ func (s *Service) syncTimeline(tx *store.Tx, v *view, req *SyncRequest, room *st
 		// topological order, which events that arrived late from another
 		// server must not cut short (see Messages).
 		tl.PrevBatch = "s" + strconv.FormatUint(recs[0].Pos-1, 10)
+		if since == 0 && !tl.Limited {
+			// The room's whole timeline, to a client new to it: the
+			// sync's own position, as Synapse's prev_batch is when it
+			// trimmed nothing. /members?at=prev_batch is then the room as
+			// the client was shown it (Complement's
+			// TestGetRoomMembersAtPoint), not as it was before its first
+			// event; paging back from it gives the timeline again, then
+			// the room's start.
+			tl.PrevBatch = "s" + strconv.FormatUint(upto, 10)
+		}
 		if first == nil {
 			first = recs[0]
 		}
