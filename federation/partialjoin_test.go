@@ -52,6 +52,7 @@ type sendJoinAnswer struct {
 	StateEvents    gmsl.EventJSONs `json:"state"`
 	AuthEvents     gmsl.EventJSONs `json:"auth_chain"`
 	Origin         string          `json:"origin"`
+	Event          json.RawMessage `json:"event"`
 	MembersOmitted bool            `json:"members_omitted"`
 	ServersInRoom  []string        `json:"servers_in_room"`
 }
@@ -320,6 +321,34 @@ func TestPartialStateSendJoin(t *testing.T) {
 		if r := alice.Do("GET", hallPath+"/state/m.room.member/"+url.PathEscape(ned), nil); r.Status != 404 {
 			t.Errorf("the refused join is in the room: %s", r)
 		}
+	})
+
+	t.Run("omit_members in a restricted join", func(t *testing.T) {
+		// The join's authoriser is in the state, so the joiner can check
+		// the join against the state it is sent.
+		space := createRoom(t, alice, map[string]any{"preset": "public_chat", "name": "Space"})
+		inner := createRestrictedRoom(t, alice, space, map[string]any{"preset": "public_chat", "name": "Inner"})
+		omar := "@omar:" + l.name
+		l.join(t, a, space, omar)
+		ev, resp, err := l.sendJoin(t, a, inner, omar, "?omit_members=true")
+		if err != nil {
+			t.Fatalf("send_join: %v", err)
+		}
+		var c struct {
+			Via string `json:"join_authorised_via_users_server"`
+		}
+		if json.Unmarshal(ev.Content(), &c); c.Via != alice.UserID {
+			t.Fatalf("the join is authorised by %q, want alice", c.Via)
+		}
+		state, _ := answerEvents(t, "10", resp)
+		if got := memberKeys(state); !slices.Equal(got, []string{alice.UserID}) {
+			t.Errorf("the state has member events of %v, want the authoriser's", got)
+		}
+		signed, err := pdu.Parse("10", resp.Event, false)
+		if err != nil {
+			t.Fatalf("the countersigned join: %v", err)
+		}
+		checkJoinable(t, keys, "10", signed, resp)
 	})
 
 	t.Run("omit_members in a room named after its heroes", func(t *testing.T) {

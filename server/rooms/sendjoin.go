@@ -30,12 +30,14 @@ type JoinAnswer struct {
 // the joining server needs to take the room in.
 //
 // With omitMembers (the joining server takes a partial state: the
-// spec's omit_members, v1.6), State leaves out the member events but the
-// joiner's own earlier one (an auth event of the join) and, when the room
-// has neither a name nor a canonical alias, those of the heroes the
-// joiner would be shown; AuthChain then leaves out what State holds. The
-// auth chain still covers every event sent, so the joiner can check each
-// against its auth events. Synapse chooses the same events.
+// spec's omit_members, v1.6), State leaves out the member events but
+// those the join is authorised by (the joiner's own earlier one, and a
+// restricted join's authoriser's, so the joiner can check its join
+// against the state) and, when the room has neither a name nor a
+// canonical alias, those of the heroes the joiner would be shown;
+// AuthChain then leaves out what State holds. The auth chain still
+// covers every event sent, so the joiner can check each against its auth
+// events. Synapse chooses the same events but the authoriser's.
 func (s *Service) AcceptJoin(ctx context.Context, origin, roomID, eventID string, js []byte, omitMembers bool) (*JoinAnswer, error) {
 	room, ev, rec, err := s.acceptMember(ctx, origin, roomID, eventID, "join", js)
 	if err != nil {
@@ -61,6 +63,12 @@ func (s *Service) AcceptJoin(ctx context.Context, origin, roomID, eventID string
 		keep := func(store.StateKey) bool { return true }
 		if omitMembers {
 			kept := map[string]bool{ev.Sender(): true}
+			var via struct {
+				Authoriser string `json:"join_authorised_via_users_server"`
+			}
+			if json.Unmarshal(ev.Content(), &via) == nil && via.Authoriser != "" {
+				kept[via.Authoriser] = true
+			}
 			if namedByHeroes(st) {
 				for _, h := range heroes(members, ev.Sender()) {
 					kept[h] = true
