@@ -1,7 +1,6 @@
 package federation_test
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -32,6 +31,7 @@ type listener struct {
 	name   string
 	signer pdu.Signer
 	client *federation.Client
+	mux    *http.ServeMux // a test may serve more on it
 
 	mu   sync.Mutex // guards edus
 	edus []receivedEDU
@@ -72,6 +72,7 @@ func startListener(t *testing.T, ca *servertest.CA) *listener {
 		RootCAs: roots, AllowPrivate: true})
 
 	mux := http.NewServeMux()
+	l.mux = mux
 	mux.HandleFunc("GET /_matrix/key/v2/server", l.serveKey)
 	mux.HandleFunc("PUT /_matrix/federation/v1/send/{txnID}", l.receive)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
@@ -124,22 +125,7 @@ func (l *listener) receive(w http.ResponseWriter, r *http.Request) {
 // join joins userID (of the listener) to a room through via.
 func (l *listener) join(t *testing.T, via *servertest.Server, roomID, userID string) {
 	t.Helper()
-	ctx := context.Background()
-	var made struct {
-		RoomVersion string          `json:"room_version"`
-		Event       json.RawMessage `json:"event"`
-	}
-	q := url.Values{"ver": pdu.SupportedVersions()}
-	uri := "/_matrix/federation/v1/make_join/" + url.PathEscape(roomID) + "/" + url.PathEscape(userID) + "?" + q.Encode()
-	if err := l.client.Call(ctx, "GET", via.ServerName(), uri, nil, &made); err != nil {
-		t.Fatalf("make_join: %v", err)
-	}
-	ev, err := pdu.BuildFromTemplate(made.RoomVersion, made.Event, l.signer, time.Now())
-	if err != nil {
-		t.Fatalf("complete the join: %v", err)
-	}
-	uri = "/_matrix/federation/v2/send_join/" + url.PathEscape(roomID) + "/" + url.PathEscape(ev.ID())
-	if err := l.client.Call(ctx, "PUT", via.ServerName(), uri, json.RawMessage(ev.JSON()), nil); err != nil {
+	if _, _, err := l.sendJoin(t, via, roomID, userID, ""); err != nil {
 		t.Fatalf("send_join: %v", err)
 	}
 }

@@ -75,29 +75,38 @@ type sendJoinResp struct {
 }
 
 // sendJoin is PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}:
-// the full state before the join and its auth chain (Hearth does no
-// partial-state joins, so members are never omitted).
+// the state before the join and its auth chain, without most member
+// events when the joiner asks for a partial state (omit_members).
 func (s *Service) sendJoin(r *httpx.Request) (*sendJoinResp, error) {
-	roomID := r.Param("roomId")
-	ev, state, chain, err := s.rooms.AcceptMember(r.Context(), r.Origin, roomID, r.Param("eventId"), "join", r.Body())
+	var omit bool
+	switch r.Query("omit_members") {
+	case "", "false":
+	case "true":
+		omit = true
+	default:
+		return nil, mxerr.InvalidParam("omit_members must be true or false")
+	}
+	return s.acceptJoin(r, omit)
+}
+
+func (s *Service) acceptJoin(r *httpx.Request, omitMembers bool) (*sendJoinResp, error) {
+	a, err := s.rooms.AcceptJoin(r.Context(), r.Origin, r.Param("roomId"), r.Param("eventId"), r.Body(), omitMembers)
 	if err != nil {
 		return nil, err
 	}
-	servers, err := s.rooms.JoinedServers(roomID)
-	if err != nil {
-		return nil, err
-	}
-	resp := &sendJoinResp{Origin: s.cfg.ServerName, State: nonNil(state), AuthChain: nonNil(chain), ServersInRoom: servers}
-	if !bytesEqualJSON(ev.JSON(), r.Body()) {
-		resp.Event = ev.JSON() // countersigned for a restricted join
+	resp := &sendJoinResp{Origin: s.cfg.ServerName, State: nonNil(a.State), AuthChain: nonNil(a.AuthChain),
+		MembersOmitted: a.MembersOmitted, ServersInRoom: a.ServersInRoom}
+	if !bytesEqualJSON(a.Event.JSON(), r.Body()) {
+		resp.Event = a.Event.JSON() // countersigned for a restricted join
 	}
 	return resp, nil
 }
 
 // sendJoinV1 is the deprecated PUT /_matrix/federation/v1/send_join:
-// the v2 answer wrapped as the spec's [200, {...}].
+// the v2 answer with the full state (v1 has no omit_members) wrapped as
+// the spec's [200, {...}].
 func (s *Service) sendJoinV1(r *httpx.Request) ([]any, error) {
-	resp, err := s.sendJoin(r)
+	resp, err := s.acceptJoin(r, false)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +123,7 @@ func (s *Service) sendLeaveV1(r *httpx.Request) ([]any, error) {
 
 // sendLeave is PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}.
 func (s *Service) sendLeave(r *httpx.Request) (*httpx.Empty, error) {
-	_, _, _, err := s.rooms.AcceptMember(r.Context(), r.Origin, r.Param("roomId"), r.Param("eventId"), "leave", r.Body())
+	err := s.rooms.AcceptMember(r.Context(), r.Origin, r.Param("roomId"), r.Param("eventId"), "leave", r.Body())
 	return &httpx.Empty{}, err
 }
 
@@ -125,7 +134,7 @@ type sendKnockResp struct {
 // sendKnock is PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}.
 func (s *Service) sendKnock(r *httpx.Request) (*sendKnockResp, error) {
 	roomID := r.Param("roomId")
-	if _, _, _, err := s.rooms.AcceptMember(r.Context(), r.Origin, roomID, r.Param("eventId"), "knock", r.Body()); err != nil {
+	if err := s.rooms.AcceptMember(r.Context(), r.Origin, roomID, r.Param("eventId"), "knock", r.Body()); err != nil {
 		return nil, err
 	}
 	st, err := s.rooms.StrippedState(roomID)
@@ -203,7 +212,7 @@ func (s *Service) joinVia(ctx context.Context, server, roomID, userID string, co
 	if err != nil {
 		return err
 	}
-	var resp sendJoinResp
+	var resp sendJoinResp // of the whole state: we send no omit_members
 	uri = "/_matrix/federation/v2/send_join/" + url.PathEscape(roomID) + "/" + url.PathEscape(ev.ID())
 	if err := s.client.Call(ctx, "PUT", server, uri, json.RawMessage(ev.JSON()), &resp); err != nil {
 		return err
@@ -222,6 +231,12 @@ func (s *Service) joinVia(ctx context.Context, server, roomID, userID string, co
 			return err
 		}
 		return nil
+	}
+	if resp.MembersOmitted {
+		// We never ask for a partial state (omit_members): taken for the
+		// whole, it would leave out members whose events we must then
+		// refuse, and we have no resync to complete it.
+		return fmt.Errorf("%s left member events out of the room's state unasked", server)
 	}
 	return s.rooms.ImportJoin(ctx, server, roomID, made.RoomVersion, join, resp.State, resp.AuthChain)
 }

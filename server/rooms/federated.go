@@ -89,15 +89,21 @@ func (s *Service) MakeMember(origin, roomID, userID, membership string, versions
 	return room.Version, t, err
 }
 
-// AcceptMember takes a membership event origin signed from MakeMember's
+// AcceptMember takes a leave or knock origin signed from MakeMember's
+// template (send_leave, send_knock), as acceptMember does.
+func (s *Service) AcceptMember(ctx context.Context, origin, roomID, eventID, membership string, js []byte) error {
+	_, _, _, err := s.acceptMember(ctx, origin, roomID, eventID, membership, js)
+	return err
+}
+
+// acceptMember takes a membership event origin signed from MakeMember's
 // template (send_join, send_leave, send_knock): it must be that
 // membership, of a user of origin, by themselves. It goes through the
-// ingest pipeline and, once accepted, on to the room's other servers. For
-// a join it returns the state before the event and the auth chain of that
-// state and of the event; ev is the event as accepted (with our signature
-// when one of our users authorised a restricted join).
-func (s *Service) AcceptMember(ctx context.Context, origin, roomID, eventID, membership string, js []byte) (ev *pdu.Event, state, chain []json.RawMessage, err error) {
-	var room *store.Room
+// ingest pipeline and must end in the room's timeline; the transaction
+// that stores it queues it for the room's other servers. It returns the
+// event as accepted (with our signature when one of our users authorised
+// a restricted join) and its record.
+func (s *Service) acceptMember(ctx context.Context, origin, roomID, eventID, membership string, js []byte) (room *store.Room, ev *pdu.Event, rec *store.StoredEvent, err error) {
 	err = s.store.View(func(tx *store.Tx) (err error) {
 		if room, err = knownRoom(tx, roomID); err != nil {
 			return err
@@ -146,45 +152,18 @@ func (s *Service) AcceptMember(ctx context.Context, origin, roomID, eventID, mem
 		return nil, nil, nil, err
 	}
 	err = s.store.View(func(tx *store.Tx) error {
-		rec, err := tx.EventByID(ev.ID())
-		if err != nil {
+		if rec, err = tx.EventByID(ev.ID()); err != nil {
 			return err
 		}
 		if rec.Flags&store.FlagOutlier != 0 {
 			return mxerr.Forbidden("The event is not allowed by the room's current state")
 		}
-		if membership != "join" {
-			return nil
-		}
-		st, err := tx.StateAt(rec.StateBefore)
-		if err != nil {
-			return err
-		}
-		// The auth chain as every history read serves it: servable
-		// events only, oldest first.
-		fr, err := s.newFedReader(tx, room, origin)
-		if err != nil {
-			return err
-		}
-		roots := []*loaded{{rec: rec, ev: ev}}
-		for _, pos := range st {
-			l, err := fr.findPos(pos)
-			if err != nil {
-				return err
-			}
-			if l != nil {
-				state = append(state, l.ev.JSON())
-				roots = append(roots, l)
-			}
-		}
-		auth, err := fr.authChain(roots)
-		chain = rawJSON(auth)
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return ev, state, chain, nil
+	return room, ev, rec, nil
 }
 
 // ImportJoin stores the room our user joined on another server: the

@@ -332,6 +332,16 @@ func (s *Service) syncTimeline(tx *store.Tx, v *view, req *SyncRequest, room *st
 		// topological order, which events that arrived late from another
 		// server must not cut short (see Messages).
 		tl.PrevBatch = "s" + strconv.FormatUint(recs[0].Pos-1, 10)
+		if since == 0 && !tl.Limited {
+			// The room's whole timeline, to a client new to it: the
+			// sync's own position, as Synapse's prev_batch is when it
+			// trimmed nothing. /members?at=prev_batch is then the room as
+			// the client was shown it (Complement's
+			// TestGetRoomMembersAtPoint), not as it was before its first
+			// event; paging back from it gives the timeline again, then
+			// the room's start.
+			tl.PrevBatch = "s" + strconv.FormatUint(upto, 10)
+		}
 		if first == nil {
 			first = recs[0]
 		}
@@ -434,40 +444,29 @@ func hasMemberChange(evs []*ClientEvent) bool {
 }
 
 // summary returns a joined room's member counts and, when it has no name
-// or canonical alias, up to five heroes for clients to name it after.
+// or canonical alias, its heroes as userID sees them.
 func (s *Service) summary(tx *store.Tx, room *store.Room, userID string) (*RoomSummary, error) {
-	members, err := tx.CurrentState(room.NID, "m.room.member")
+	st, err := tx.CurrentState(room.NID, "m.room.member")
+	if err != nil {
+		return nil, err
+	}
+	members, err := s.membersIn(tx, room.Version, st)
 	if err != nil {
 		return nil, err
 	}
 	sum := &RoomSummary{}
-	var others []string
-	for sk, pos := range members {
-		var c struct {
-			M string `json:"membership"`
-		}
-		ev, err := s.eventAt(tx, room.Version, pos)
-		if err != nil {
-			return nil, err
-		}
-		_ = json.Unmarshal(ev.Content(), &c)
-		switch c.M {
+	for _, m := range members {
+		switch m.membership {
 		case "join":
 			sum.Joined++
 		case "invite":
 			sum.Invited++
-		default:
-			continue
-		}
-		if sk.Key != userID {
-			others = append(others, sk.Key)
 		}
 	}
-	slices.Sort(others)
 	_, errName := tx.CurrentStateEvent(room.NID, store.StateKey{Type: "m.room.name"})
 	_, errAlias := tx.CurrentStateEvent(room.NID, store.StateKey{Type: "m.room.canonical_alias"})
 	if errName != nil && errAlias != nil {
-		sum.Heroes = others[:min(5, len(others))]
+		sum.Heroes = heroes(members, userID)
 	}
 	return sum, nil
 }

@@ -340,3 +340,66 @@ func TestStateFilterAppliesToOwnMembership(t *testing.T) {
 		t.Fatalf("state of the left room, filtered to a.madeup (in the timeline): %v", st)
 	}
 }
+
+// The room summary's m.heroes (spec: "the first 5 members of the room,
+// ordered by stream ordering, which are joined or invited", never the
+// syncing user, and "when no joined or invited members are available",
+// the banned and left): in a room without name or canonical alias, and
+// none in a named one.
+func TestRoomSummaryHeroes(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	// Registered so that the order of their user IDs is not the order
+	// they join in.
+	names := []string{"zed", "yan", "xia", "wes", "vic", "uma", "tom"}
+	users := map[string]*servertest.Client{}
+	for _, n := range append(names, "host") {
+		users[n] = s.Register(t, n, "pw")
+	}
+	host := users["host"]
+	heroesOf := func(c *servertest.Client, roomID string) []any {
+		t.Helper()
+		sum, _ := section(syncOnce(t, c, "", 0, ""), "join", roomID)["summary"].(map[string]any)
+		h, _ := sum["m.heroes"].([]any)
+		return h
+	}
+	ids := func(ns ...string) []any {
+		var out []any
+		for _, n := range ns {
+			out = append(out, users[n].UserID)
+		}
+		return out
+	}
+
+	room := createRoom(t, host, map[string]any{"preset": "public_chat"})
+	path := "/_matrix/client/v3/rooms/" + url.PathEscape(room)
+	users["zed"].Must(200, "POST", path+"/join", map[string]any{})
+	users["yan"].Must(200, "POST", path+"/join", map[string]any{})
+	host.Must(200, "POST", path+"/invite", map[string]any{"user_id": users["tom"].UserID})
+	for _, n := range []string{"xia", "wes", "vic", "uma"} {
+		users[n].Must(200, "POST", path+"/join", map[string]any{})
+	}
+	users["zed"].Must(200, "POST", path+"/leave", map[string]any{})
+	if got, want := heroesOf(users["uma"], room), ids("host", "yan", "tom", "xia", "wes"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("uma's heroes: %v, want %v", got, want)
+	}
+
+	// Everyone else gone: the heroes are who left, in the stream order of
+	// their leaves.
+	lone := createRoom(t, host, map[string]any{"preset": "public_chat"})
+	lonePath := "/_matrix/client/v3/rooms/" + url.PathEscape(lone)
+	for _, n := range []string{"wes", "xia"} {
+		users[n].Must(200, "POST", lonePath+"/join", map[string]any{})
+	}
+	for _, n := range []string{"xia", "wes"} {
+		users[n].Must(200, "POST", lonePath+"/leave", map[string]any{})
+	}
+	if got, want := heroesOf(host, lone), ids("xia", "wes"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("host's heroes of a room everyone else left: %v, want %v", got, want)
+	}
+
+	named := createRoom(t, host, map[string]any{"preset": "public_chat", "name": "Porch"})
+	users["vic"].Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(named)+"/join", map[string]any{})
+	if got := heroesOf(host, named); got != nil {
+		t.Errorf("heroes of a named room: %v", got)
+	}
+}
