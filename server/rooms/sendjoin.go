@@ -18,7 +18,7 @@ type JoinAnswer struct {
 	// State is the room state before the join; AuthChain the auth chain
 	// of the join and of State, oldest first.
 	State, AuthChain []json.RawMessage
-	// MembersOmitted says State leaves member events out.
+	// MembersOmitted says State is partial: member events may be left out.
 	MembersOmitted bool
 	// ServersInRoom are the servers with a joined member before the join,
 	// sorted.
@@ -43,7 +43,9 @@ func (s *Service) AcceptJoin(ctx context.Context, origin, roomID, eventID string
 	if err != nil {
 		return nil, err
 	}
-	out := &JoinAnswer{Event: ev}
+	// A partial state whenever one was asked for, as Synapse answers,
+	// even where nothing had to be left out: the joiner resyncs either way.
+	out := &JoinAnswer{Event: ev, MembersOmitted: omitMembers}
 	err = s.store.View(func(tx *store.Tx) error {
 		st, err := tx.StateAt(rec.StateBefore)
 		if err != nil {
@@ -86,7 +88,6 @@ func (s *Service) AcceptJoin(ctx context.Context, origin, roomID, eventID string
 		inState := map[string]bool{}
 		for sk, pos := range st {
 			if !keep(sk) {
-				out.MembersOmitted = true
 				continue
 			}
 			l, err := fr.findPos(pos)
