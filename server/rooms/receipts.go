@@ -98,6 +98,11 @@ func receiptEvent(tx *store.Tx, room *store.Room, userID string, since, upto uin
 		}
 		entry := map[string]any{"ts": r.TS}
 		if r.ThreadID != "" {
+			// The map holds one receipt per user and event: where a
+			// user has both, the unthreaded one is shown (MSC4102).
+			if prev, ok := byType[r.Type][r.UserID].(map[string]any); ok && prev["thread_id"] == nil {
+				continue
+			}
 			entry["thread_id"] = r.ThreadID
 		}
 		byType[r.Type][r.UserID] = entry

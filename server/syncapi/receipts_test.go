@@ -121,3 +121,30 @@ func TestUnreadThreadNotifications(t *testing.T) {
 		t.Fatalf("after a thread receipt: main %v, threads %v", main, section(r, "join", room)["unread_thread_notifications"])
 	}
 }
+
+// MSC4102: a user's unthreaded and threaded receipts for the same event
+// cannot both fit the receipt map; the unthreaded one is shown, whatever
+// order they were sent in (Complement's TestThreadReceiptsInSyncMSC4102).
+func TestUnthreadedReceiptShownOverThreaded(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	bob := s.Register(t, "bob", "pw")
+	room := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	rp := "/_matrix/client/v3/rooms/" + url.PathEscape(room)
+	bob.Must(200, "POST", rp+"/join", map[string]any{})
+	root := send(t, alice, room, "root")
+	reply := alice.Must(200, "PUT", rp+"/send/m.room.message/in-thread", map[string]any{"msgtype": "m.text", "body": "in thread",
+		"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}}).Str("event_id")
+	bob.Must(200, "POST", rp+"/receipt/m.read/"+url.PathEscape(reply), map[string]any{})
+	bob.Must(200, "POST", rp+"/receipt/m.read/"+url.PathEscape(reply), map[string]any{"thread_id": root})
+	for _, c := range []*servertest.Client{alice, bob} {
+		got := syncOnce(t, c, "", 0, "")
+		rc := ephemeral(got, room, "m.receipt")
+		byType, _ := rc[reply].(map[string]any)
+		read, _ := byType["m.read"].(map[string]any)
+		entry, _ := read["@bob:localhost"].(map[string]any)
+		if entry == nil || entry["thread_id"] != nil {
+			t.Fatalf("%s sees bob's receipt for the reply as %v, want the unthreaded one: %s", c.UserID, entry, got)
+		}
+	}
+}
