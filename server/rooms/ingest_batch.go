@@ -52,6 +52,18 @@ func (s *Service) ReceivePDUs(ctx context.Context, origin string, raws []json.Ra
 	}
 	unlock := s.lockRoom(room.RoomID)
 	defer unlock()
+	for i, err := range s.ingestAll(ctx, origin, room, evs, 0) {
+		out[at[i]].Err = err
+	}
+	return out
+}
+
+// ingestAll runs evs, of room, through the pipeline in order, as ingest
+// runs each, and returns each one's outcome: runs of those that need
+// nothing from other servers are stored together (ingestReady). The
+// caller holds the room's lock; depth is as ingest's.
+func (s *Service) ingestAll(ctx context.Context, origin string, room *store.Room, evs []*pdu.Event, depth int) []error {
+	out := make([]error, len(evs))
 	for i := 0; i < len(evs); {
 		// A look first, so that an event that needs more costs no
 		// empty commit.
@@ -63,16 +75,14 @@ func (s *Service) ReceivePDUs(ctx context.Context, origin string, raws []json.Ra
 		})
 		if err == nil && ready {
 			if errs, err = s.ingestReady(room, evs[i:]); err != nil {
-				s.log.Warn("federation: storing PDUs together failed; taking them one by one", "room", room.RoomID, "err", err)
+				s.log.Warn("federation: storing events together failed; taking them one by one", "room", room.RoomID, "err", err)
 				errs = nil
 			}
 		}
-		for j, e := range errs {
-			out[at[i+j]].Err = e
-		}
+		copy(out[i:], errs)
 		i += len(errs)
 		if len(errs) == 0 { // evs[i] needs other servers, or a closer look
-			out[at[i]].Err = s.ingest(ctx, origin, room.NID, evs[i], 0)
+			out[i] = s.ingest(ctx, origin, room.NID, evs[i], depth)
 			i++
 		}
 	}

@@ -137,14 +137,11 @@ func (s *Service) fetchMissing(ctx context.Context, origin string, room *store.R
 		s.log.Info("federation: get_missing_events failed", "room", room.RoomID, "origin", origin, "err", err)
 		return
 	}
-	evs := s.parseAll(ctx, room, raws)
+	evs := slices.DeleteFunc(s.parseAll(ctx, room, raws), func(e *pdu.Event) bool { return e.ID() == ev.ID() })
 	slices.SortFunc(evs, func(a, b *pdu.Event) int { return int(a.Depth() - b.Depth()) })
-	for _, e := range evs {
-		if e.ID() == ev.ID() {
-			continue
-		}
-		if err := s.ingest(ctx, origin, room.NID, e, depth+1); err != nil {
-			s.log.Info("federation: a missing event was not accepted", "event_id", e.ID(), "err", err)
+	for i, err := range s.ingestAll(ctx, origin, room, evs, depth+1) {
+		if err != nil {
+			s.log.Info("federation: a missing event was not accepted", "event_id", evs[i].ID(), "err", err)
 		}
 	}
 }
