@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"hearth/server/pdu"
@@ -160,23 +162,39 @@ func (s *Service) authEventsOf(room *store.Room, ev *pdu.Event) (auth []*pdu.Eve
 }
 
 // parseAll parses and verifies remote events, dropping (and logging) those
-// that fail.
+// that fail. A send_join's state and auth chain run to tens of thousands
+// of events, each with its signatures and hashes to check: the work is
+// spread over every core.
 func (s *Service) parseAll(ctx context.Context, room *store.Room, raws []json.RawMessage) []*pdu.Event {
 	s.prefetchKeys(ctx, raws)
-	out := make([]*pdu.Event, 0, len(raws))
-	for _, raw := range raws {
-		ev, err := s.parseRemote(ctx, room.Version, raw)
+	parsed := make([]*pdu.Event, len(raws))
+	parse := func(i int) {
+		ev, err := s.parseRemote(ctx, room.Version, raws[i])
 		if err != nil {
 			s.log.Info("federation: dropped a fetched event", "room", room.RoomID, "err", err)
-			continue
+			return
 		}
 		if ev.RoomID() != room.RoomID {
 			s.log.Info("federation: dropped a fetched event of another room", "room", room.RoomID, "event_id", ev.ID())
-			continue
+			return
 		}
-		out = append(out, ev)
+		ev.ID() // computed here, in parallel, and never again
+		parsed[i] = ev
 	}
-	return out
+	workers := min(runtime.GOMAXPROCS(0), len(raws)/16+1)
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < len(raws); i = int(next.Add(1)) - 1 {
+				parse(i)
+			}
+		}()
+	}
+	wg.Wait()
+	return slices.DeleteFunc(parsed, func(e *pdu.Event) bool { return e == nil })
 }
 
 // storeOutliers stores events learnt outside the timeline (an auth chain,
