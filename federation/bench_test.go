@@ -29,8 +29,13 @@ import (
 )
 
 // bigRoomMembers is the member count of the room BenchmarkFederationJoinBigRoom
-// joins, its creator included.
-const bigRoomMembers = 5000
+// joins, its creator included: 5,000, or $HEARTH_BENCH_BIG_ROOM_MEMBERS.
+var bigRoomMembers = func() int {
+	if n, err := strconv.Atoi(os.Getenv("HEARTH_BENCH_BIG_ROOM_MEMBERS")); err == nil && n > 1 {
+		return n
+	}
+	return 5000
+}()
 
 // BenchmarkFederationJoinBigRoom times one join, from a server new to the
 // room, of a public room whose state has 5,000 members: the client's

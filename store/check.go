@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,8 +62,31 @@ func (s *Store) Check() error {
 		errs = append(errs, tx.checkBackups()...)
 		errs = append(errs, tx.checkKeys()...)
 		errs = append(errs, tx.checkRoomState()...)
+		errs = append(errs, tx.checkEventIDs()...)
 		return errors.Join(errs...)
 	})
+}
+
+// checkEventIDs checks that every event record that keeps its event ID
+// is where that ID's index entry points.
+func (tx *Tx) checkEventIDs() []error {
+	var errs []error
+	ids := tx.btx.Bucket(bucketEventIDs)
+	_ = tx.btx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+		if len(k) != 8 || len(v) < eventHeader || v[16]&recordHasID == 0 {
+			return nil
+		}
+		pos := binary.BigEndian.Uint64(k)
+		_, id, _, err := splitRecord(pos, v)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case !bytes.Equal(ids.Get([]byte(id)), k):
+			errs = append(errs, fmt.Errorf("event %d keeps ID %s, which does not index it", pos, id))
+		}
+		return nil
+	})
+	return errs
 }
 
 func (tx *Tx) sessionPoints(bucket, hash []byte, d *Device) bool {

@@ -54,28 +54,62 @@ type StoredEvent struct {
 	RoomNID     uint64
 	StateBefore uint64 // snapshot of the room state before the event
 	Flags       uint8
-	JSON        []byte
+	// ID is the event ID, "" in records written before it was kept
+	// (room versions 3 and later have no event_id in their JSON, and
+	// computing it means redacting, encoding and hashing the event).
+	ID   string
+	JSON []byte
 }
 
 // eventRecord layout: room NID (8), state-before snapshot (8), flags (1),
-// then the event JSON.
+// then, when the flags byte has recordHasID, the event ID's length (1)
+// and the ID, then the event JSON.
 const eventHeader = 17
 
+// recordHasID marks, in a record's flags byte, a record that keeps its
+// event ID; it is not one of the event's Flags.
+const recordHasID uint8 = 1 << 7
+
 func encodeEvent(e *StoredEvent) []byte {
-	b := make([]byte, eventHeader, eventHeader+len(e.JSON))
+	id := e.ID
+	if len(id) > 255 {
+		id = "" // longer than any valid event ID: left to be computed
+	}
+	b := make([]byte, eventHeader, eventHeader+1+len(id)+len(e.JSON))
 	binary.BigEndian.PutUint64(b[0:], e.RoomNID)
 	binary.BigEndian.PutUint64(b[8:], e.StateBefore)
-	b[16] = e.Flags
+	b[16] = e.Flags &^ recordHasID
+	if id != "" {
+		b[16] |= recordHasID
+		b = append(append(b, byte(len(id))), id...)
+	}
 	return append(b, e.JSON...)
 }
 
-func decodeEvent(pos uint64, b []byte) (*StoredEvent, error) {
+// splitRecord returns a record's flags, event ID ("" if not kept) and
+// JSON, the last two in b's memory.
+func splitRecord(pos uint64, b []byte) (flags uint8, id string, js []byte, err error) {
 	if len(b) < eventHeader {
-		return nil, fmt.Errorf("store: event %d: short record", pos)
+		return 0, "", nil, fmt.Errorf("store: event %d: short record", pos)
+	}
+	flags, rest := b[16], b[eventHeader:]
+	if flags&recordHasID != 0 {
+		if len(rest) == 0 || len(rest) < 1+int(rest[0]) {
+			return 0, "", nil, fmt.Errorf("store: event %d: short record", pos)
+		}
+		id, rest = string(rest[1:1+int(rest[0])]), rest[1+int(rest[0]):]
+	}
+	return flags &^ recordHasID, id, rest, nil
+}
+
+func decodeEvent(pos uint64, b []byte) (*StoredEvent, error) {
+	flags, id, js, err := splitRecord(pos, b)
+	if err != nil {
+		return nil, err
 	}
 	return &StoredEvent{
 		Pos: pos, RoomNID: binary.BigEndian.Uint64(b[0:]), StateBefore: binary.BigEndian.Uint64(b[8:]),
-		Flags: b[16], JSON: slices.Clone(b[eventHeader:]),
+		Flags: flags, ID: id, JSON: slices.Clone(js),
 	}, nil
 }
 
@@ -171,14 +205,18 @@ func (tx *Tx) Event(pos uint64) (*StoredEvent, error) {
 // ErrNotFound, without copying: js is valid only until the transaction
 // ends and must not be changed.
 func (tx *Tx) EventJSON(pos uint64) (flags uint8, js []byte, err error) {
+	flags, _, js, err = tx.EventRaw(pos)
+	return flags, js, err
+}
+
+// EventRaw is EventJSON with the event ID, "" where the record does not
+// keep it.
+func (tx *Tx) EventRaw(pos uint64) (flags uint8, id string, js []byte, err error) {
 	b := tx.btx.Bucket(bucketEvents).Get(u64(pos))
 	if b == nil {
-		return 0, nil, ErrNotFound
+		return 0, "", nil, ErrNotFound
 	}
-	if len(b) < eventHeader {
-		return 0, nil, fmt.Errorf("store: event %d: short record", pos)
-	}
-	return b[16], b[eventHeader:], nil
+	return splitRecord(pos, b)
 }
 
 // EventPos returns the position of an event ID, or ErrNotFound.
@@ -297,7 +335,7 @@ func (tx *Tx) AppendEvent(room *Room, ev *NewEvent) (uint64, error) {
 	if ev.StateBefore != nil {
 		before = *ev.StateBefore
 	}
-	rec := &StoredEvent{Pos: pos, RoomNID: room.NID, StateBefore: before, JSON: ev.JSON}
+	rec := &StoredEvent{Pos: pos, RoomNID: room.NID, StateBefore: before, ID: ev.EventID, JSON: ev.JSON}
 	if err := events.Put(u64(pos), encodeEvent(rec)); err != nil {
 		return 0, err
 	}
@@ -461,7 +499,7 @@ func (tx *Tx) AddHistory(room *Room, ev *NewEvent, stateBefore uint64) (uint64, 
 	} else if pos, err = events.NextSequence(); err != nil {
 		return 0, err
 	}
-	rec := &StoredEvent{Pos: pos, RoomNID: room.NID, StateBefore: stateBefore, JSON: ev.JSON}
+	rec := &StoredEvent{Pos: pos, RoomNID: room.NID, StateBefore: stateBefore, ID: ev.EventID, JSON: ev.JSON}
 	if err := events.Put(u64(pos), encodeEvent(rec)); err != nil {
 		return 0, err
 	}
@@ -494,7 +532,7 @@ func (tx *Tx) AddOutlier(roomNID uint64, eventID string, js []byte, flags uint8,
 	if err != nil {
 		return 0, err
 	}
-	rec := &StoredEvent{Pos: pos, RoomNID: roomNID, StateBefore: stateBefore, Flags: flags | FlagOutlier, JSON: js}
+	rec := &StoredEvent{Pos: pos, RoomNID: roomNID, StateBefore: stateBefore, Flags: flags | FlagOutlier, ID: eventID, JSON: js}
 	if err := events.Put(u64(pos), encodeEvent(rec)); err != nil {
 		return 0, err
 	}

@@ -287,6 +287,25 @@ func Parse(roomVersion string, js []byte, redacted bool) (*Event, error) {
 	return &Event{p: ev}, nil
 }
 
+// ParseStored is Parse for an event stored with its ID, which is taken
+// as given instead of computed (for room versions 3 and later, computing
+// it means redacting, encoding and hashing the event). eventID "" means
+// not known.
+func ParseStored(roomVersion string, js []byte, redacted bool, eventID string) (*Event, error) {
+	if eventID == "" {
+		return Parse(roomVersion, js, redacted)
+	}
+	impl, err := version(roomVersion)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := impl.NewEventFromTrustedJSONWithEventID(eventID, js, redacted)
+	if err != nil {
+		return nil, fmt.Errorf("pdu: parse stored event: %w", err)
+	}
+	return &Event{p: ev}, nil
+}
+
 // ParseUntrusted reads an event from another server: canonical JSON,
 // content hash (redacting on mismatch, as the spec says), size and shape
 // are checked. Signatures are checked separately.

@@ -53,7 +53,7 @@ func newHeadCache() *headCache {
 // event returns the parsed event at pos, from the cache when the stored
 // record is unchanged, else parsed from tx and cached.
 func (c *headCache) event(tx *store.Tx, version string, pos uint64) (*pdu.Event, error) {
-	flags, raw, err := tx.EventJSON(pos)
+	flags, id, raw, err := tx.EventRaw(pos)
 	if err != nil {
 		return nil, fmt.Errorf("event at %d: %w", pos, err)
 	}
@@ -68,7 +68,7 @@ func (c *headCache) event(tx *store.Tx, version string, pos uint64) (*pdu.Event,
 		return e.ev, nil
 	}
 	js := slices.Clone(raw) // raw is bbolt's, valid only in tx
-	ev, err := pdu.Parse(version, js, flags&store.FlagRedacted != 0)
+	ev, err := pdu.ParseStored(version, js, flags&store.FlagRedacted != 0, id)
 	if err != nil {
 		return nil, err
 	}

@@ -42,7 +42,7 @@ func (s *Service) newClientEvent(ev *pdu.Event) *ClientEvent {
 // age, for state events the content it replaced, and what decorate adds.
 func (s *Service) clientEvent(tx *store.Tx, v *view, rec *store.StoredEvent) (*ClientEvent, error) {
 	version := v.room.Version
-	ev, err := pdu.Parse(version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+	ev, err := parseRec(version, rec)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +55,7 @@ func (s *Service) clientEvent(tx *store.Tx, v *view, rec *store.StoredEvent) (*C
 		if p, ok := before[store.StateKey{Type: ev.Type(), Key: *ev.StateKey()}]; ok {
 			prev, err := tx.Event(p)
 			if err == nil {
-				if pe, err := pdu.Parse(version, prev.JSON, prev.Flags&store.FlagRedacted != 0); err == nil {
+				if pe, err := parseRec(version, prev); err == nil {
 					ce.Unsigned["prev_content"] = json.RawMessage(pe.Content())
 					ce.Unsigned["replaces_state"] = pe.ID()
 					ce.Unsigned["prev_sender"] = pe.Sender()
@@ -157,7 +157,7 @@ func (s *Service) stateOf(tx *store.Tx, v *view) (map[store.StateKey]uint64, err
 	if err != nil {
 		return nil, err
 	}
-	ev, err := pdu.Parse(v.room.Version, rec.JSON, false)
+	ev, err := pdu.ParseStored(v.room.Version, rec.JSON, false, rec.ID)
 	if err != nil {
 		return nil, err
 	}

@@ -92,7 +92,7 @@ func (s *Service) checkRedaction(tx *store.Tx, room *store.Room, d *Draft) (*Dra
 		return nil, err
 	}
 	if !unknown {
-		orig, err := pdu.Parse(room.Version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+		orig, err := parseRec(room.Version, rec)
 		if err != nil {
 			return nil, err
 		}
@@ -183,7 +183,7 @@ func (s *Service) applyRedaction(tx *store.Tx, room *store.Room, targetID string
 	if err != nil {
 		return err
 	}
-	orig, err := pdu.Parse(room.Version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+	orig, err := parseRec(room.Version, rec)
 	if err != nil {
 		return err
 	}

@@ -67,7 +67,7 @@ func (s *Service) checkRelation(tx *store.Tx, room *store.Room, d *Draft) error 
 	}
 	switch rel.RelType {
 	case relThread:
-		parent, err := pdu.Parse(room.Version, prec.JSON, prec.Flags&store.FlagRedacted != 0)
+		parent, err := parseRec(room.Version, prec)
 		if err != nil {
 			return err
 		}
@@ -185,7 +185,7 @@ func (s *Service) bundledEvent(tx *store.Tx, v *view, pos uint64, depth int) (*C
 	if err != nil {
 		return nil, err
 	}
-	ev, err := pdu.Parse(v.room.Version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+	ev, err := parseRec(v.room.Version, rec)
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +315,7 @@ func (s *Service) latestEdit(tx *store.Tx, v *view, orig *pdu.Event, edits []sto
 		} else if !ok {
 			continue
 		}
-		ev, err := pdu.Parse(v.room.Version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+		ev, err := parseRec(v.room.Version, rec)
 		if err != nil {
 			return nil, err
 		}
@@ -427,7 +427,7 @@ func (s *Service) Relations(userID, deviceID, roomID string, q *RelationsQuery) 
 				return err
 			}
 			var depth int64
-			if ev, err := pdu.Parse(v.room.Version, rec.JSON, rec.Flags&store.FlagRedacted != 0); err == nil {
+			if ev, err := parseRec(v.room.Version, rec); err == nil {
 				depth = ev.Depth()
 			}
 			last = topoToken(&store.TopoToken{Depth: depth, Pos: rec.Pos})
@@ -582,7 +582,7 @@ func (s *Service) Threads(userID, deviceID, roomID, from string, participated bo
 // participated reports whether userID sent the thread root at rec or a
 // reply in its thread.
 func (s *Service) participated(tx *store.Tx, v *view, rec *store.StoredEvent, userID string) (bool, error) {
-	ev, err := pdu.Parse(v.room.Version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+	ev, err := parseRec(v.room.Version, rec)
 	if err != nil {
 		return false, err
 	}

@@ -207,12 +207,17 @@ func roomIfKnown(tx *store.Tx, roomID string) (*store.Room, error) {
 	return room, err
 }
 
+// parseRec parses a stored event, with the ID its record keeps.
+func parseRec(version string, rec *store.StoredEvent) (*pdu.Event, error) {
+	return pdu.ParseStored(version, rec.JSON, rec.Flags&store.FlagRedacted != 0, rec.ID)
+}
+
 func (s *Service) eventAt(tx *store.Tx, version string, pos uint64) (*pdu.Event, error) {
 	rec, err := tx.Event(pos)
 	if err != nil {
 		return nil, fmt.Errorf("event at %d: %w", pos, err)
 	}
-	return pdu.Parse(version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+	return parseRec(version, rec)
 }
 
 func newEvent(ev *pdu.Event, txn *store.TxnKey) *store.NewEvent {

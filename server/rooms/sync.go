@@ -379,7 +379,7 @@ func (s *Service) syncState(tx *store.Tx, v *view, req *SyncRequest, room *store
 	default:
 		last, err := tx.LastRoomEvent(room.NID, since)
 		if err == nil {
-			ev, perr := pdu.Parse(room.Version, last.JSON, false)
+			ev, perr := pdu.ParseStored(room.Version, last.JSON, false, last.ID)
 			if perr != nil {
 				return nil, perr
 			}

@@ -3,7 +3,6 @@ package rooms
 import (
 	"encoding/json"
 
-	"hearth/server/pdu"
 	"hearth/store"
 )
 
@@ -101,7 +100,7 @@ func (rd *reader) content(pos uint64, v any) error {
 	if err != nil {
 		return err
 	}
-	ev, err := pdu.Parse(rd.room.Version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+	ev, err := parseRec(rd.room.Version, rec)
 	if err != nil {
 		return err
 	}
@@ -138,7 +137,7 @@ func (rd *reader) visible(rec *store.StoredEvent) (bool, error) {
 // ownMemberEvent returns the new membership if rec is the user's own
 // member event, else "".
 func (rd *reader) ownMemberEvent(rec *store.StoredEvent) (string, error) {
-	ev, err := pdu.Parse(rd.room.Version, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+	ev, err := parseRec(rd.room.Version, rec)
 	if err != nil {
 		return "", err
 	}

@@ -22,6 +22,7 @@ import (
 
 	"hearth/server"
 	"hearth/server/accounts"
+	"hearth/server/pdu"
 	"hearth/store"
 )
 
@@ -180,7 +181,40 @@ func CheckStore(t testing.TB, dir string) {
 	if err := st.Check(); err != nil {
 		t.Errorf("store inconsistent: %v", err)
 	}
+	if err := checkKeptEventIDs(st); err != nil {
+		t.Errorf("store inconsistent: %v", err)
+	}
 	st.Close()
+}
+
+// checkKeptEventIDs checks that every event ID an event record keeps is
+// the ID its JSON hashes to: the server reads the kept one instead.
+func checkKeptEventIDs(st *store.Store) error {
+	return st.View(func(tx *store.Tx) error {
+		versions := map[uint64]string{}
+		for pos := uint64(1); pos <= tx.LatestPos(); pos++ {
+			rec, err := tx.Event(pos)
+			if err != nil || rec.ID == "" {
+				continue // not an event's position, or an ID not kept
+			}
+			v, ok := versions[rec.RoomNID]
+			if !ok {
+				room, err := tx.RoomByNID(rec.RoomNID)
+				if err != nil {
+					return err
+				}
+				v, versions[rec.RoomNID] = room.Version, room.Version
+			}
+			ev, err := pdu.Parse(v, rec.JSON, rec.Flags&store.FlagRedacted != 0)
+			if err != nil {
+				return fmt.Errorf("event %d: %w", pos, err)
+			}
+			if ev.ID() != rec.ID {
+				return fmt.Errorf("event %d keeps ID %s but hashes to %s", pos, rec.ID, ev.ID())
+			}
+		}
+		return nil
+	})
 }
 
 func testLogger() *slog.Logger {
