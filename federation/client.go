@@ -35,6 +35,8 @@ type Error struct {
 	Status  int
 	Code    string // the Matrix errcode, if the body had one
 	Message string
+	// RetryAfterMS is a rate limit's retry_after_ms, if the body had one.
+	RetryAfterMS int64
 }
 
 func (e *Error) Error() string {
@@ -184,11 +186,12 @@ func (c *Client) Do(req *http.Request, out any) error {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := &Error{Status: resp.StatusCode}
 		var m struct {
-			Errcode string `json:"errcode"`
-			Error   string `json:"error"`
+			Errcode      string  `json:"errcode"`
+			Error        string  `json:"error"`
+			RetryAfterMS float64 `json:"retry_after_ms"`
 		}
 		if json.Unmarshal(raw, &m) == nil {
-			e.Code, e.Message = m.Errcode, m.Error
+			e.Code, e.Message, e.RetryAfterMS = m.Errcode, m.Error, int64(m.RetryAfterMS)
 		}
 		return e
 	}

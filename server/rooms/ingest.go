@@ -23,7 +23,9 @@ import (
 //     (ingest_auth.go);
 //  5. the event checked against the state before it (rejected if it
 //     fails) and the room's current state (soft-failed if it fails), and
-//     persisted with its state (ingest_store.go).
+//     persisted with its state (ingest_store.go); in a room that uses a
+//     policy server, an event it has not signed is soft-failed too
+//     (policy.go).
 //
 // The prev events come first, as Synapse takes them: the state before
 // the event usually holds its auth events, so a peer need not answer
@@ -147,8 +149,12 @@ func (s *Service) ingest(ctx context.Context, origin string, roomNID uint64, ev 
 	if err := s.checkAuthEvents(ctx, origin, room, ev, before); err != nil {
 		return err
 	}
+	ev, policyRefusal, err := s.policyCheck(ctx, room, ev)
+	if err != nil {
+		return err
+	}
 	relay, _ := ctx.Value(relayKey{}).(string)
-	return s.persistRemote(room, ev, before, relay == ev.ID())
+	return s.persistRemote(room, ev, before, relay == ev.ID(), policyRefusal)
 }
 
 // relayKey marks, in a context, the ID of the event an ingest is to

@@ -122,7 +122,14 @@ func (s *Service) ingestReady(room *store.Room, evs []*pdu.Event) ([]error, erro
 				done = append(done, taken{ev: ev, authErr: refusal})
 				continue
 			}
-			p, err := s.persistTx(tx, room.NID, ev, before, false)
+			ok, err = s.policySatisfiedTx(tx, room, ev)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				break // the policy server may have to be asked: ingest takes it
+			}
+			p, err := s.persistTx(tx, room.NID, ev, before, false, nil)
 			if err != nil {
 				return err
 			}

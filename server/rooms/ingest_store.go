@@ -13,11 +13,13 @@ import (
 // (soft-failed if it fails: kept, but off the timeline and out of the
 // state), then appended with its state; where it does not follow every
 // forward extremity, the room's new current state is the resolution of
-// the old one with the state after ev.
-func (s *Service) persistRemote(room *store.Room, ev *pdu.Event, before map[store.StateKey]uint64, relay bool) error {
+// the old one with the state after ev. policy, when set, is why the
+// room's policy server does not recommend ev: it is soft-failed, once
+// the auth rules have had their say.
+func (s *Service) persistRemote(room *store.Room, ev *pdu.Event, before map[store.StateKey]uint64, relay bool, policy error) error {
 	var p persisted
 	err := s.store.Update(func(tx *store.Tx) (err error) {
-		p, err = s.persistTx(tx, room.NID, ev, before, relay)
+		p, err = s.persistTx(tx, room.NID, ev, before, relay, policy)
 		return err
 	})
 	if err != nil {
@@ -30,13 +32,14 @@ func (s *Service) persistRemote(room *store.Room, ev *pdu.Event, before map[stor
 type persisted struct {
 	pos      uint64 // in the timeline at pos; 0 if not
 	refusal  error  // why the state before it refused it
-	softFail error  // why the current state refused it
+	softFail error  // why the current state, or the policy server, refused it
 	deliver  func() // starts the delivery of what was queued
 }
 
 // persistTx is persistRemote's work, in the caller's write transaction.
-// relay queues ev for the room's other servers in it.
-func (s *Service) persistTx(tx *store.Tx, roomNID uint64, ev *pdu.Event, before map[store.StateKey]uint64, relay bool) (p persisted, err error) {
+// relay queues ev for the room's other servers in it; policy is as
+// persistRemote's.
+func (s *Service) persistTx(tx *store.Tx, roomNID uint64, ev *pdu.Event, before map[store.StateKey]uint64, relay bool, policy error) (p persisted, err error) {
 	r, err := tx.RoomByNID(roomNID)
 	if err != nil {
 		return p, err
@@ -63,7 +66,10 @@ func (s *Service) persistTx(tx *store.Tx, roomNID uint64, ev *pdu.Event, before 
 	if err != nil {
 		return p, err
 	}
-	if p.softFail = pdu.Allowed(ev, curAuth); p.softFail != nil {
+	if p.softFail = pdu.Allowed(ev, curAuth); p.softFail == nil {
+		p.softFail = policy
+	}
+	if p.softFail != nil {
 		_, err := tx.AddOutlier(r.NID, ev.ID(), ev.JSON(), store.FlagSoftFailed, snap)
 		return p, err
 	}

@@ -34,6 +34,11 @@ type Remote interface {
 	// first at or after it when forward, else the last at or before it
 	// (/timestamp_to_event).
 	TimestampToEvent(ctx context.Context, server, roomID string, ts int64, forward bool) (*EventAtTime, error)
+	// PolicySign asks a room's policy server to sign a PDU
+	// (/_matrix/policy/v1/sign) and returns the signatures it answered
+	// with, by server name and key ID. A refusal it answered with wraps
+	// its Matrix error (status, errcode, message).
+	PolicySign(ctx context.Context, server string, ev json.RawMessage) (map[string]map[string]string, error)
 }
 
 // ErrRejected wraps the refusal of a remote event: it failed its

@@ -238,6 +238,7 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 	var h *head
 	var existing string
 	var servers []string // the other servers in the room, whom the event goes to
+	var ps *policyServer // the room's policy server, if the event goes by it
 	err := s.store.View(func(tx *store.Tx) (err error) {
 		room, err = knownRoom(tx, roomID)
 		if err != nil {
@@ -267,6 +268,11 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 		if h, err = s.loadHead(tx, room, d); err != nil {
 			return err
 		}
+		if !policyExempt(d.Type, d.StateKey) {
+			if ps, err = s.policyServerOf(tx, room); err != nil {
+				return err
+			}
+		}
 		joined, err := s.joinedServers(tx, room)
 		servers = slices.DeleteFunc(slices.Clone(joined), func(n string) bool { return n == s.serverName })
 		return err
@@ -277,6 +283,9 @@ func (s *Service) Send(roomID string, d *Draft) (string, error) {
 	newJoin := s.joinsLocal(h, d)
 	ev, err := s.build(h, d)
 	if err != nil {
+		return "", err
+	}
+	if ev, err = s.policySign(ps, ev); err != nil {
 		return "", err
 	}
 	if d.exchange != nil {

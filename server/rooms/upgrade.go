@@ -43,9 +43,13 @@ func (s *Service) Upgrade(roomID, sender, newVersion string, senderProfile map[s
 	var oldHead *head
 	var state map[pdu.StateKey]*pdu.Event
 	var servers []string // the old room's other servers, who must see its tombstone
+	var ps *policyServer // the old room's policy server, which must sign its last events
 	err := s.store.View(func(tx *store.Tx) (err error) {
 		old, err = knownRoom(tx, roomID)
 		if err != nil {
+			return err
+		}
+		if ps, err = s.policyServerOf(tx, old); err != nil {
 			return err
 		}
 		joined, err := s.joinedServers(tx, old)
@@ -184,6 +188,12 @@ func (s *Service) Upgrade(roomID, sender, newVersion string, senderProfile map[s
 	oldHead.state[pdu.StateKey{Type: "m.room.member", StateKey: sender}] = state[pdu.StateKey{Type: "m.room.member", StateKey: sender}]
 	restricted, err := s.build(oldHead, &Draft{Sender: sender, Type: "m.room.power_levels", StateKey: ptr(""), Content: mustJSON(oldPL)})
 	if err != nil {
+		return "", err
+	}
+	if tombstone, err = s.policySign(ps, tombstone); err != nil {
+		return "", err
+	}
+	if restricted, err = s.policySign(ps, restricted); err != nil {
 		return "", err
 	}
 
