@@ -14,6 +14,10 @@ type Tx struct {
 	memos *memos // the store's
 }
 
+// Writable reports whether tx is a write transaction, whose changes a
+// failed commit may still undo.
+func (tx *Tx) Writable() bool { return tx.btx.Writable() }
+
 func (tx *Tx) getJSON(bucket, key []byte, v any) error {
 	raw := tx.btx.Bucket(bucket).Get(key)
 	if raw == nil {

@@ -84,6 +84,11 @@ func (s *Service) memberSets(tx *store.Tx, room *store.Room) (*roomMembers, erro
 			return nil, err
 		}
 	}
+	if tx.Writable() {
+		// The snapshot may be one this transaction made, which a
+		// failed commit would leave unmade and free for another.
+		return m, nil
+	}
 	s.members.mu.Lock()
 	if s.members.rooms == nil || len(s.members.rooms) >= memberCacheRooms {
 		s.members.rooms = map[uint64]*roomMembers{}

@@ -86,3 +86,82 @@ func TestMemberCacheFollowsState(t *testing.T) {
 		t.Fatalf("only %d of 400 membership changes were allowed", changed)
 	}
 }
+
+// Member sets read inside a write transaction are not cached: the
+// transaction's snapshot may never be committed, and the next one made
+// takes its number. A ghost's join in a transaction that fails must not
+// show when a real join later gets that snapshot's number.
+func TestMemberCacheSkipsUncommittedSnapshots(t *testing.T) {
+	st := storetest.Open(t)
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(st, pdu.Signer{ServerName: "localhost", KeyID: "ed25519:t", Key: key}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	const alice, ghost, bob = "@alice:localhost", "@ghost:localhost", "@bob:localhost"
+	roomID, err := s.CreateRoom(&CreateRequest{Creator: alice, Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := func(tx *store.Tx) []string {
+		t.Helper()
+		room, err := tx.RoomByID(roomID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := s.memberSets(tx, room)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.users
+	}
+	_ = st.View(func(tx *store.Tx) error { members(tx); return nil }) // cached at the current snapshot
+	errRollBack := fmt.Errorf("roll back")
+	err = st.Update(func(tx *store.Tx) error {
+		room, err := tx.RoomByID(roomID)
+		if err != nil {
+			return err
+		}
+		sk := ghost
+		js := fmt.Sprintf(`{"type":"m.room.member","state_key":%q,"sender":%q,"room_id":%q,"content":{"membership":"join"}}`, ghost, ghost, roomID)
+		if _, err := tx.AppendEvent(room, &store.NewEvent{EventID: "$ghost", JSON: []byte(js), Depth: 99, Type: "m.room.member", StateKey: &sk, Membership: "join"}); err != nil {
+			return err
+		}
+		if got := members(tx); !slices.Contains(got, ghost) {
+			t.Errorf("inside the transaction the ghost is not joined: %v", got)
+		}
+		return errRollBack
+	})
+	if err != errRollBack {
+		t.Fatalf("the transaction ended with %v", err)
+	}
+	// bob's join takes the failed snapshot's number, with nothing
+	// reading the room's members in between (a remote event's commit).
+	err = st.Update(func(tx *store.Tx) error {
+		room, err := tx.RoomByID(roomID)
+		if err != nil {
+			return err
+		}
+		sk := bob
+		js := fmt.Sprintf(`{"type":"m.room.member","state_key":%q,"sender":%q,"room_id":%q,"content":{"membership":"join"}}`, bob, bob, roomID)
+		_, err = tx.AppendEvent(room, &store.NewEvent{EventID: "$bob", JSON: []byte(js), Depth: 99, Type: "m.room.member", StateKey: &sk, Membership: "join"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.View(func(tx *store.Tx) error {
+		room, err := tx.RoomByID(roomID)
+		if err != nil {
+			return err
+		}
+		got, want := members(tx), func() []string { m, _ := readMembers(tx, room); return m.users }()
+		if !slices.Equal(got, want) {
+			t.Errorf("the cache has %v joined, the index %v", got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
