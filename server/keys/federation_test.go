@@ -338,6 +338,19 @@ func TestDeviceNamesStayHome(t *testing.T) {
 	if len(devices.Devices) != 1 || devices.Devices[0]["device_display_name"] != nil {
 		t.Errorf("A's user/devices for alice: %v, want her one device without a name", devices.Devices)
 	}
+	// Nor A's answer to a key query (found interoperating with Dendrite,
+	// which asks it directly).
+	var keys map[string]any
+	if err := b.Federation().Client().Call(context.Background(), "POST", a.ServerName(), "/_matrix/federation/v1/user/keys/query",
+		map[string]any{"device_keys": map[string]any{alice.UserID: []string{}}}, &keys); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(keys, "device_keys", alice.UserID, alice.DeviceID, "keys", "ed25519:"+alice.DeviceID); got != alice.pub {
+		t.Fatalf("alice's device in A's user/keys/query: %v, want her key %s", got, alice.pub)
+	}
+	if got := get(keys, "device_keys", alice.UserID, alice.DeviceID, "unsigned", "device_display_name"); got != nil {
+		t.Errorf("A's user/keys/query names alice's device %v", got)
+	}
 }
 
 // When bob joins alice's room from another server, alice's sync lists

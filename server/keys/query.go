@@ -57,8 +57,9 @@ func newQueryResp() *queryResp {
 // addLocalKeys adds a local user's device keys (those of want, all for
 // none), each with its display name, and cross-signing keys to a query
 // response for requester: a user ID, or "" for another server, which sees
-// no user-signing key. Display names go to other servers too, as they do
-// in device-list updates (federated.go).
+// no user-signing key, and the display names only where the server is
+// configured to show them (DeviceNamesOverFederation), as in device-list
+// updates (federated.go).
 func (s *Service) addLocalKeys(tx *store.Tx, resp *queryResp, userID string, want []string, requester string) error {
 	lp, _ := s.acc.LocalpartOf(userID)
 	devices, err := tx.Devices(lp)
@@ -77,7 +78,10 @@ func (s *Service) addLocalKeys(tx *store.Tx, resp *queryResp, userID string, wan
 		if err != nil {
 			return err
 		}
-		unsigned := map[string]any{"device_display_name": d.DisplayName}
+		var unsigned map[string]any
+		if requester != "" || s.DeviceNamesOverFederation {
+			unsigned = map[string]any{"device_display_name": d.DisplayName}
+		}
 		out[d.ID] = withSignatures(js, ownSignatures(tx.KeySignatures(lp, d.ID), userID, ""), unsigned)
 	}
 	resp.DeviceKeys[userID] = out
