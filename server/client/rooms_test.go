@@ -134,6 +134,36 @@ func TestCreateRoomPresetDefaults(t *testing.T) {
 	}
 }
 
+// initial_state that sets what the preset would (join rules, history
+// visibility) replaces the preset's event rather than following it: the
+// room gets one of each, initial_state's (found interoperating with
+// Dendrite; Synapse leaves the preset's out).
+func TestInitialStateReplacesPresetEvents(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	roomID := createRoom(t, alice, map[string]any{"preset": "public_chat", "initial_state": []any{
+		map[string]any{"type": "m.room.history_visibility", "state_key": "", "content": map[string]any{"history_visibility": "joined"}},
+		map[string]any{"type": "m.room.join_rules", "content": map[string]any{"join_rule": "invite"}},
+	}})
+	r := alice.Must(200, "GET", roomPath(roomID, "/messages?dir=b&limit=50"), nil)
+	count := map[string]int{}
+	for _, e := range r.JSON["chunk"].([]any) {
+		count[e.(map[string]any)["type"].(string)]++
+	}
+	for _, typ := range []string{"m.room.history_visibility", "m.room.join_rules"} {
+		if count[typ] != 1 {
+			t.Errorf("%d %s events in the room, want 1", count[typ], typ)
+		}
+	}
+	st := stateMap(t, alice, roomID)
+	if got := st["m.room.history_visibility|"]["history_visibility"]; got != "joined" {
+		t.Errorf("history visibility %v, want initial_state's joined", got)
+	}
+	if got := st["m.room.join_rules|"]["join_rule"]; got != "invite" {
+		t.Errorf("join rule %v, want initial_state's invite", got)
+	}
+}
+
 // Room version 12's creators, asked wrongly, are bad requests (400), as
 // Synapse answers them: additional_creators that are not user IDs, a
 // power level override or a power levels event listing a creator, a

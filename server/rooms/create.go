@@ -159,7 +159,15 @@ func (s *Service) CreateRoom(req *CreateRequest) (string, error) {
 			return "", err
 		}
 	}
-	// 4. The preset's rules.
+	// 4. The preset's rules, but those initial_state sets itself (as
+	// Synapse leaves them out: the room would get both, one after the
+	// other).
+	overridden := map[string]bool{}
+	for _, st := range req.InitialState {
+		if st.StateKey == "" {
+			overridden[st.Type] = true
+		}
+	}
 	for _, d := range []*Draft{
 		state("m.room.join_rules", "", map[string]string{"join_rule": joinRule}),
 		state("m.room.history_visibility", "", map[string]string{"history_visibility": "shared"}),
@@ -167,6 +175,9 @@ func (s *Service) CreateRoom(req *CreateRequest) (string, error) {
 	} {
 		if d.Type == "m.room.guest_access" && guestAccess != "can_join" {
 			continue // absent is forbidden; Synapse sends it only to allow guests
+		}
+		if overridden[d.Type] {
+			continue
 		}
 		if err := add(d); err != nil {
 			return "", err
