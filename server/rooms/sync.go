@@ -237,13 +237,17 @@ func (s *Service) syncJoined(tx *store.Tx, req *SyncRequest, room *store.Room, j
 		return nil, err
 	}
 	jr := &JoinedRoom{Timeline: *tl, Ephemeral: &RawEvents{Events: []RawEvent{}}}
-	if jr.State.Events, err = s.syncState(tx, v, req, room, since, first, tl); err != nil {
-		return nil, err
-	}
 	if since == 0 || hasMemberChange(tl.Events) {
 		if jr.Summary, err = s.summary(tx, room, req.UserID); err != nil {
 			return nil, err
 		}
+	}
+	var heroes []string
+	if jr.Summary != nil {
+		heroes = jr.Summary.Heroes
+	}
+	if jr.State.Events, err = s.syncState(tx, v, req, room, since, first, tl, heroes...); err != nil {
+		return nil, err
 	}
 	if receipt != nil && req.Ephemeral.Match(room.RoomID, receipt.Type, "", receipt.Content) {
 		jr.Ephemeral = &RawEvents{Events: []RawEvent{*receipt}}
@@ -355,8 +359,10 @@ func (s *Service) syncTimeline(tx *store.Tx, v *view, req *SyncRequest, room *st
 
 // syncState returns the state section: the whole state at the start of
 // the timeline when since is 0 (or full_state), else the state that
-// changed across the gap of a limited timeline.
-func (s *Service) syncState(tx *store.Tx, v *view, req *SyncRequest, room *store.Room, since uint64, first *store.StoredEvent, tl *Timeline) ([]*ClientEvent, error) {
+// changed across the gap of a limited timeline. With lazy-loaded members,
+// the member events are those of the timeline's senders and of heroes
+// (the summary's, which the spec has sent with it).
+func (s *Service) syncState(tx *store.Tx, v *view, req *SyncRequest, room *store.Room, since uint64, first *store.StoredEvent, tl *Timeline, heroes ...string) ([]*ClientEvent, error) {
 	var atStart map[store.StateKey]uint64
 	var err error
 	if first != nil {
@@ -399,6 +405,9 @@ func (s *Service) syncState(tx *store.Tx, v *view, req *SyncRequest, room *store
 	if req.LazyMembers {
 		for _, ce := range tl.Events {
 			needed[ce.Sender] = true
+		}
+		for _, h := range heroes {
+			needed[h] = true
 		}
 		needed[req.UserID] = true
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"testing"
 
 	"hearth/server/servertest"
@@ -22,10 +23,11 @@ func memberKeys(jr map[string]any) []string {
 
 // Spec: "Lazy-loading room members": only the members the timeline needs,
 // each sent once per connection unless redundant members are asked for.
+// (The room has a name, so no heroes come with its summary.)
 func TestLazyLoadedMembers(t *testing.T) {
 	s := servertest.Start(t, servertest.Options{})
 	alice := s.Register(t, "alice", "pw")
-	room := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	room := createRoom(t, alice, map[string]any{"preset": "public_chat", "name": "Named"})
 	var others []*servertest.Client
 	for i := range 6 {
 		c := s.Register(t, fmt.Sprintf("m%d", i), "pw")
@@ -64,5 +66,34 @@ func TestLazyLoadedMembers(t *testing.T) {
 	// events' senders are alice, m0 and m1.
 	if got := memberKeys(section(syncOnce(t, alice, "", 0, q), "join", room)); len(got) != 3 {
 		t.Fatalf("new connection: %v", got)
+	}
+}
+
+// Spec: the room summary's m.heroes: "When lazy-loading room members is
+// enabled, the membership events for the heroes MUST be included in the
+// state": a client names a room without a name from them, even when
+// none of them is in the timeline.
+func TestLazyLoadedHeroes(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	room := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	for _, name := range []string{"bob", "carol"} {
+		c := s.Register(t, name, "pw")
+		c.Must(200, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(room)+"/join", map[string]any{})
+	}
+	for i := range 5 {
+		send(t, alice, room, fmt.Sprint("only alice speaks ", i))
+	}
+	lazy, _ := json.Marshal(map[string]any{"room": map[string]any{"timeline": map[string]any{"limit": 3}, "state": map[string]any{"lazy_load_members": true}}})
+	jr := section(syncOnce(t, alice, "", 0, "&filter="+url.QueryEscape(string(lazy))), "join", room)
+	heroes, _ := jr["summary"].(map[string]any)["m.heroes"].([]any)
+	if len(heroes) != 2 {
+		t.Fatalf("heroes %v, want bob and carol", heroes)
+	}
+	got := memberKeys(jr)
+	for _, h := range heroes {
+		if !slices.Contains(got, h.(string)) {
+			t.Errorf("hero %s has no member event in the state: %v", h, got)
+		}
 	}
 }
