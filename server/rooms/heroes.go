@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"cmp"
+	"encoding/json"
 	"slices"
 
 	"hearth/store"
@@ -60,9 +61,24 @@ func heroes(members []member, me string) []string {
 }
 
 // namedByHeroes reports whether clients name a room with state st after
-// its heroes: it has neither an m.room.name nor an m.room.canonical_alias.
-func namedByHeroes(st map[store.StateKey]uint64) bool {
-	_, name := st[store.StateKey{Type: "m.room.name"}]
-	_, alias := st[store.StateKey{Type: "m.room.canonical_alias"}]
-	return !name && !alias
+// its heroes: it has neither an m.room.name nor an m.room.canonical_alias
+// that names anything (an empty name or alias counts as none, as the spec
+// has it).
+func (s *Service) namedByHeroes(tx *store.Tx, room *store.Room, st map[store.StateKey]uint64) (bool, error) {
+	for _, c := range []struct{ typ, field string }{{"m.room.name", "name"}, {"m.room.canonical_alias", "alias"}} {
+		pos, ok := st[store.StateKey{Type: c.typ}]
+		if !ok {
+			continue
+		}
+		ev, err := s.heads.event(tx, room.Version, pos)
+		if err != nil {
+			return false, err
+		}
+		var content map[string]any
+		_ = json.Unmarshal(ev.Content(), &content)
+		if v, _ := content[c.field].(string); v != "" {
+			return false, nil
+		}
+	}
+	return true, nil
 }

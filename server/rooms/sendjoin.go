@@ -71,7 +71,11 @@ func (s *Service) AcceptJoin(ctx context.Context, origin, roomID, eventID string
 			if json.Unmarshal(ev.Content(), &via) == nil && via.Authoriser != "" {
 				kept[via.Authoriser] = true
 			}
-			if namedByHeroes(st) {
+			byHeroes, err := s.namedByHeroes(tx, room, st)
+			if err != nil {
+				return err
+			}
+			if byHeroes {
 				for _, h := range heroes(members, ev.Sender()) {
 					kept[h] = true
 				}

@@ -472,9 +472,17 @@ func (s *Service) summary(tx *store.Tx, room *store.Room, userID string) (*RoomS
 			sum.Invited++
 		}
 	}
-	_, errName := tx.CurrentStateEvent(room.NID, store.StateKey{Type: "m.room.name"})
-	_, errAlias := tx.CurrentStateEvent(room.NID, store.StateKey{Type: "m.room.canonical_alias"})
-	if errName != nil && errAlias != nil {
+	named := map[store.StateKey]uint64{}
+	for _, sk := range []store.StateKey{{Type: "m.room.name"}, {Type: "m.room.canonical_alias"}} {
+		if pos, err := tx.CurrentStateEvent(room.NID, sk); err == nil {
+			named[sk] = pos
+		}
+	}
+	byHeroes, err := s.namedByHeroes(tx, room, named)
+	if err != nil {
+		return nil, err
+	}
+	if byHeroes {
 		sum.Heroes = heroes(members, userID)
 	}
 	return sum, nil

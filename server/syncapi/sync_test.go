@@ -402,4 +402,9 @@ func TestRoomSummaryHeroes(t *testing.T) {
 	if got := heroesOf(host, named); got != nil {
 		t.Errorf("heroes of a named room: %v", got)
 	}
+	// A name set to nothing names nothing (the spec: "unset or empty").
+	host.Must(200, "PUT", "/_matrix/client/v3/rooms/"+url.PathEscape(named)+"/state/m.room.name/", map[string]any{"name": ""})
+	if got, want := heroesOf(host, named), ids("vic"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("heroes of a room whose name was emptied: %v, want %v", got, want)
+	}
 }
