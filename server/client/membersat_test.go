@@ -77,3 +77,33 @@ func TestMembersAtPrevBatch(t *testing.T) {
 		})
 	}
 }
+
+// /members?at= is the room's history: a point before the room's first
+// event is 404 M_NOT_FOUND, and a point the user may not see (before
+// they joined a room whose history is for members since joining) is 403
+// M_FORBIDDEN, as Synapse answers them.
+func TestMembersAtUnseenPoint(t *testing.T) {
+	s := servertest.Start(t, servertest.Options{})
+	alice := s.Register(t, "alice", "pw")
+	bob := s.Register(t, "bob", "pw")
+	roomID := createRoom(t, alice, map[string]any{"preset": "public_chat",
+		"initial_state": []any{map[string]any{"type": "m.room.history_visibility", "content": map[string]any{"history_visibility": "joined"}}}})
+	send(t, alice, roomID, "before bob")
+	var sync struct {
+		NextBatch string `json:"next_batch"`
+	}
+	r := alice.Must(200, "GET", "/_matrix/client/v3/sync?timeout=0", nil)
+	if err := json.Unmarshal(r.Body, &sync); err != nil {
+		t.Fatal(err)
+	}
+	bob.Must(200, "POST", roomPath(roomID, "/join"), map[string]any{})
+	if r := bob.Do("GET", roomPath(roomID, "/members?at="+url.QueryEscape(sync.NextBatch)), nil); r.Status != 403 || r.Errcode() != "M_FORBIDDEN" {
+		t.Errorf("bob's members before he joined a joined-visibility room: %d %s, want 403 M_FORBIDDEN", r.Status, r)
+	}
+	if got := membersAt(t, alice, roomID, sync.NextBatch); !slices.Equal(got, []string{alice.UserID}) {
+		t.Errorf("alice's members at that point: %v", got)
+	}
+	if r := alice.Do("GET", roomPath(roomID, "/members?at=s1"), nil); r.Status != 404 || r.Errcode() != "M_NOT_FOUND" {
+		t.Errorf("members before the room's first event: %d %s, want 404 M_NOT_FOUND", r.Status, r)
+	}
+}

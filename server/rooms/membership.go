@@ -157,10 +157,18 @@ func (s *Service) Members(userID, roomID, at string) ([]Member, error) {
 		if at != "" && (v.until == 0 || atPos < v.until) {
 			last, err := tx.LastRoomEvent(v.room.NID, atPos)
 			if errors.Is(err, store.ErrNotFound) {
-				st = map[store.StateKey]uint64{}
+				return mxerr.NotFound("The room has no event before %s", at)
 			} else if err != nil {
 				return err
 			} else {
+				// The members then are history: only for a user who
+				// may see the room's history at that point, as Synapse
+				// answers.
+				if ok, err := v.visible(last); err != nil {
+					return err
+				} else if !ok {
+					return mxerr.Forbidden("You may not see the room at %s", at)
+				}
 				ev, err := s.eventAt(tx, v.room.Version, last.Pos)
 				if err != nil {
 					return err
