@@ -322,7 +322,33 @@ func ParseUntrusted(roomVersion string, js []byte) (*Event, error) {
 	if err != nil && !(errors.As(err, &verr) && verr.Persistable && ev != nil) {
 		return nil, fmt.Errorf("pdu: untrusted event: %w", err)
 	}
+	if err := checkAccessors(ev); err != nil {
+		return nil, fmt.Errorf("pdu: untrusted event: %w", err)
+	}
 	return &Event{p: ev}, nil
+}
+
+// checkAccessors reads every field of a parsed event whose accessor the
+// library lets panic on a malformed value (a room ID too short to be
+// one, a create event's creators that are not user IDs), so such an
+// event is refused at the door instead of panicking wherever it is
+// first looked at: on a server's goroutine, with a peer's bytes.
+func checkAccessors(ev gmsl.PDU) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("malformed event: %v", p)
+		}
+	}()
+	_ = ev.EventID()
+	_ = ev.RoomID()
+	_ = ev.AuthEventIDs()
+	_ = ev.PrevEventIDs()
+	_ = ev.SenderID()
+	_ = ev.Redacts()
+	if ev.Type() == spec.MRoomCreate && ev.StateKeyEquals("") {
+		_ = gmsl.CreatorsFromCreateEvent(ev)
+	}
+	return nil
 }
 
 // Redact returns the event with its content stripped by its room

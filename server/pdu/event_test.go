@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-func testSigner(t *testing.T) Signer {
+func testSigner(t testing.TB) Signer {
 	_, key, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)

@@ -147,7 +147,15 @@ func Template(ev *Event) (json.RawMessage, error) {
 
 // BuildFromTemplate completes, hashes and signs an event template another
 // server made (make_join and its kind) for a room of version.
-func BuildFromTemplate(roomVersion string, template []byte, s Signer, now time.Time) (*Event, error) {
+func BuildFromTemplate(roomVersion string, template []byte, s Signer, now time.Time) (_ *Event, err error) {
+	// The library panics on some malformed references (an empty event
+	// ID among a v1 or v2 template's prev_events): another server's
+	// template is refused instead.
+	defer func() {
+		if p := recover(); p != nil {
+			err = badContent(fmt.Errorf("malformed template: %v", p))
+		}
+	}()
 	impl, err := version(roomVersion)
 	if err != nil {
 		return nil, err
@@ -182,6 +190,9 @@ func BuildFromTemplate(roomVersion string, template []byte, s Signer, now time.T
 		pe.PrevEvents, pe.AuthEvents = prev, auth
 	}
 	ev, err := impl.NewEventBuilderFromProtoEvent(pe).Build(now, spec.ServerName(s.ServerName), gmsl.KeyID(s.KeyID), s.Key)
+	if err == nil {
+		err = checkAccessors(ev) // the template is another server's
+	}
 	if err != nil {
 		return nil, badContent(err)
 	}

@@ -1,0 +1,59 @@
+package pdu
+
+import (
+	"testing"
+	"time"
+)
+
+// Untrusted bytes enter here: every PDU another server sends (in /send,
+// send_join answers, backfill, /event), the signed block of a third-party
+// invite, a room's third-party invite keys and a policy server's key.
+// None may panic the server; an event that parses must answer for its ID,
+// its room and its auth needs, and survive redaction.
+func FuzzParseUntrusted(f *testing.F) {
+	f.Add("12", []byte(`{"type":"m.room.message","room_id":"!a","sender":"@a:b","origin_server_ts":1,"depth":2,"prev_events":["$x"],"auth_events":["$y"],"content":{"body":"hi"},"hashes":{"sha256":"abc"},"signatures":{"b":{"ed25519:k":"c2ln"}}}`))
+	f.Add("10", []byte(`{"type":"m.room.member","state_key":"@a:b","room_id":"!r:b","sender":"@a:b","origin_server_ts":1,"depth":1,"prev_events":[],"auth_events":[],"content":{"membership":"join","third_party_invite":{"signed":{"mxid":"@a:b","token":"t","signatures":{"id":{"ed25519:0":"x"}}}}},"hashes":{"sha256":"abc"},"signatures":{}}`))
+	f.Add("1", []byte(`{"event_id":"$e:b","type":"m.room.create","state_key":"","room_id":"!r:b","sender":"@a:b","content":{"creator":"@a:b"},"prev_events":[],"auth_events":[],"depth":1}`))
+	f.Add("12", []byte(`{"type":"m.room.create","state_key":"","sender":"@a:b","content":{"room_version":"12","additional_creators":["@c:d"]},"prev_events":[],"auth_events":[],"depth":1,"origin_server_ts":0}`))
+	f.Fuzz(func(t *testing.T, v string, js []byte) {
+		if _, err := version(v); err != nil {
+			return
+		}
+		ev, err := ParseUntrusted(v, js)
+		if err != nil {
+			return
+		}
+		_ = ev.ID()
+		_ = ev.RoomID()
+		_ = AuthStateNeededFor(ev)
+		_, _ = ev.Membership()
+		_ = IsThirdPartyInvite(ev)
+		_ = VerifyEventSignature(ev, "policy.example", PolicyKeyID, "AAAA")
+		_, _ = Template(ev)
+		_ = ThirdPartyInviteKeys(ev.Content())
+		_, _ = VerifyThirdPartySigned(ev.Content(), ThirdPartyInviteKeys(ev.Content()))
+	})
+}
+
+// A make_join (make_leave, make_knock) answer is another server's
+// template, which we complete, sign and send back: whatever it holds, we
+// build an event that answers for its fields, or refuse it.
+func FuzzBuildFromTemplate(f *testing.F) {
+	f.Add("12", []byte(`{"type":"m.room.member","state_key":"@a:b","room_id":"!abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG","sender":"@a:b","origin_server_ts":1,"depth":2,"prev_events":["$x"],"auth_events":["$y"],"content":{"membership":"join"}}`))
+	f.Add("10", []byte(`{"type":"m.room.member","state_key":"@a:b","room_id":"!r:b","sender":"@a:b","depth":1,"prev_events":[],"auth_events":[],"content":{"membership":"join"}}`))
+	f.Add("12", []byte(`{"type":"m.room.member","state_key":"@a:b","room_id":"!a","sender":"@a:b","depth":1,"prev_events":[],"auth_events":[],"content":{"membership":"join"}}`))
+	s := testSigner(f)
+	f.Fuzz(func(t *testing.T, v string, template []byte) {
+		if _, err := version(v); err != nil {
+			return
+		}
+		ev, err := BuildFromTemplate(v, template, s, time.Unix(1, 0))
+		if err != nil {
+			return
+		}
+		_ = ev.ID()
+		_ = ev.RoomID()
+		_, _ = ev.Membership()
+		_ = AuthStateNeededFor(ev)
+	})
+}
