@@ -169,6 +169,14 @@ func (s *Service) parseAll(ctx context.Context, room *store.Room, raws []json.Ra
 	s.prefetchKeys(ctx, raws)
 	parsed := make([]*pdu.Event, len(raws))
 	parse := func(i int) {
+		// A worker's panic would take the server down, not just the
+		// request: a peer's event the library chokes on is dropped.
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Warn("federation: dropped a fetched event the library could not read", "room", room.RoomID, "panic", p)
+				parsed[i] = nil
+			}
+		}()
 		ev, err := s.parseRemote(ctx, room.Version, raws[i])
 		if err != nil {
 			s.log.Info("federation: dropped a fetched event", "room", room.RoomID, "err", err)
