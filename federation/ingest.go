@@ -38,6 +38,13 @@ func (s *Service) receivePDUs(ctx context.Context, origin string, pdus []json.Ra
 		slots <- struct{}{}
 		go func(raws []json.RawMessage) { // one room's PDUs; ends with them
 			defer func() { <-slots; wg.Done() }()
+			// Outside the request's recovery, a panic would take the
+			// server down: the room's PDUs fail instead.
+			defer func() {
+				if p := recover(); p != nil {
+					s.cfg.Log.Error("federation: taking in a room's PDUs panicked", "origin", origin, "room", pdu.RoomIDOf(raws[0]), "panic", p)
+				}
+			}()
 			for i, res := range s.rooms.ReceivePDUs(ctx, origin, raws) {
 				if r, ok := s.pduResult(origin, raws[i], res.ID, res.Err); ok {
 					mu.Lock()
