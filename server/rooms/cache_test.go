@@ -18,16 +18,7 @@ import (
 // stored record is unchanged: once a redaction rewrites the record, the
 // next send builds on the redacted event, never on the cached original.
 func TestHeadCacheFollowsRewrites(t *testing.T) {
-	st := storetest.Open(t)
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(st, pdu.Signer{ServerName: "localhost", KeyID: "ed25519:t", Key: key}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	roomID, err := s.CreateRoom(&CreateRequest{Creator: "@alice:localhost", Preset: "private_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, s, roomID := serviceWithRoom(t, "@alice:localhost", "private_chat")
 	id, err := s.Send(roomID, &Draft{Sender: "@alice:localhost", Type: "m.room.message", Content: json.RawMessage(`{"msgtype":"m.text","body":"secret"}`)})
 	if err != nil {
 		t.Fatal(err)

@@ -15,22 +15,30 @@ import (
 	"hearth/store/storetest"
 )
 
-// The member cache follows a room's state event by event: after any run
-// of joins, invites, leaves, kicks and bans (past the snapshots stored
-// whole and past the cache's step bound), the members it gives are the
-// ones a fresh read of the membership index gives.
-func TestMemberCacheFollowsState(t *testing.T) {
+// serviceWithRoom starts a room service on a fresh store, as server
+// localhost, with a room creator made with preset.
+func serviceWithRoom(t *testing.T, creator, preset string) (*store.Store, *Service, string) {
+	t.Helper()
 	st := storetest.Open(t)
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := New(st, pdu.Signer{ServerName: "localhost", KeyID: "ed25519:t", Key: key}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	const alice = "@alice:localhost"
-	roomID, err := s.CreateRoom(&CreateRequest{Creator: alice, Preset: "public_chat"})
+	roomID, err := s.CreateRoom(&CreateRequest{Creator: creator, Preset: preset})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st, s, roomID
+}
+
+// The member cache follows a room's state event by event: after any run
+// of joins, invites, leaves, kicks and bans (past the snapshots stored
+// whole and past the cache's step bound), the members it gives are the
+// ones a fresh read of the membership index gives.
+func TestMemberCacheFollowsState(t *testing.T) {
+	const alice = "@alice:localhost"
+	st, s, roomID := serviceWithRoom(t, alice, "public_chat")
 	check := func(step int) {
 		t.Helper()
 		err := st.View(func(tx *store.Tx) error {
@@ -92,17 +100,9 @@ func TestMemberCacheFollowsState(t *testing.T) {
 // takes its number. A ghost's join in a transaction that fails must not
 // show when a real join later gets that snapshot's number.
 func TestMemberCacheSkipsUncommittedSnapshots(t *testing.T) {
-	st := storetest.Open(t)
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(st, pdu.Signer{ServerName: "localhost", KeyID: "ed25519:t", Key: key}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	const alice, ghost, bob = "@alice:localhost", "@ghost:localhost", "@bob:localhost"
-	roomID, err := s.CreateRoom(&CreateRequest{Creator: alice, Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, s, roomID := serviceWithRoom(t, alice, "public_chat")
+	var err error
 	members := func(tx *store.Tx) []string {
 		t.Helper()
 		room, err := tx.RoomByID(roomID)

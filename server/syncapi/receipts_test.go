@@ -26,16 +26,23 @@ func unread(r *servertest.Response, roomID string) (float64, float64) {
 	return n, h
 }
 
+// aliceAndBob starts a server where bob has joined alice's public room,
+// and returns them, the room and its client API path.
+func aliceAndBob(t *testing.T) (alice, bob *servertest.Client, room, rp string) {
+	t.Helper()
+	s := servertest.Start(t, servertest.Options{})
+	alice, bob = s.Register(t, "alice", "pw"), s.Register(t, "bob", "pw")
+	room = createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	rp = "/_matrix/client/v3/rooms/" + url.PathEscape(room)
+	bob.Must(200, "POST", rp+"/join", map[string]any{})
+	return alice, bob, room, rp
+}
+
 // Spec: "Receipts", "Fully read markers" and unread counts: a receipt
 // reaches the other members, private ones only their owner; unread
 // counts fall when the user reads.
 func TestReceiptsAndUnread(t *testing.T) {
-	s := servertest.Start(t, servertest.Options{})
-	alice := s.Register(t, "alice", "pw")
-	bob := s.Register(t, "bob", "pw")
-	room := createRoom(t, alice, map[string]any{"preset": "public_chat"})
-	rp := "/_matrix/client/v3/rooms/" + url.PathEscape(room)
-	bob.Must(200, "POST", rp+"/join", map[string]any{})
+	alice, bob, room, rp := aliceAndBob(t)
 	send(t, alice, room, "one")
 	two := send(t, alice, room, "two")
 	alice.Must(200, "PUT", rp+"/send/m.room.message/mention", map[string]any{"msgtype": "m.text", "body": "bob!", "m.mentions": map[string]any{"user_ids": []string{"@bob:localhost"}}})
@@ -92,12 +99,7 @@ func TestReceiptsAndUnread(t *testing.T) {
 // Spec: unread_thread_notifications: the main timeline and each thread
 // are counted apart, each after its own receipt.
 func TestUnreadThreadNotifications(t *testing.T) {
-	s := servertest.Start(t, servertest.Options{})
-	alice := s.Register(t, "alice", "pw")
-	bob := s.Register(t, "bob", "pw")
-	room := createRoom(t, alice, map[string]any{"preset": "public_chat"})
-	rp := "/_matrix/client/v3/rooms/" + url.PathEscape(room)
-	bob.Must(200, "POST", rp+"/join", map[string]any{})
+	alice, bob, room, rp := aliceAndBob(t)
 	root := send(t, alice, room, "what's for dinner?")
 	for i := range 3 {
 		alice.Must(200, "PUT", rp+"/send/m.room.message/thread"+string(rune('a'+i)), map[string]any{"msgtype": "m.text", "body": "in thread",
@@ -126,12 +128,7 @@ func TestUnreadThreadNotifications(t *testing.T) {
 // cannot both fit the receipt map; the unthreaded one is shown, whatever
 // order they were sent in (Complement's TestThreadReceiptsInSyncMSC4102).
 func TestUnthreadedReceiptShownOverThreaded(t *testing.T) {
-	s := servertest.Start(t, servertest.Options{})
-	alice := s.Register(t, "alice", "pw")
-	bob := s.Register(t, "bob", "pw")
-	room := createRoom(t, alice, map[string]any{"preset": "public_chat"})
-	rp := "/_matrix/client/v3/rooms/" + url.PathEscape(room)
-	bob.Must(200, "POST", rp+"/join", map[string]any{})
+	alice, bob, room, rp := aliceAndBob(t)
 	root := send(t, alice, room, "root")
 	reply := alice.Must(200, "PUT", rp+"/send/m.room.message/in-thread", map[string]any{"msgtype": "m.text", "body": "in thread",
 		"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}}).Str("event_id")
