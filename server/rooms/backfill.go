@@ -87,14 +87,27 @@ func (s *Service) backfill(ctx context.Context, roomID string, gaps []store.Topo
 		evs := s.parseAll(ctx, room, raws)
 		slices.SortFunc(evs, func(a, b *pdu.Event) int { return int(a.Depth() - b.Depth()) })
 		added := 0
-		for _, ev := range evs {
-			ok, err := s.addHistory(ctx, server, room, ev)
+		for i := 0; i < len(evs); {
+			// Runs of events whose prev and auth events are stored (all
+			// but the oldest, usually) go in one commit; the others one
+			// at a time, asking server for what they lack.
+			n, took, err := s.addHistoryReady(room, evs[i:])
 			if err != nil {
-				s.log.Info("federation: a backfilled event was not accepted", "event_id", ev.ID(), "err", err)
+				s.log.Warn("federation: storing backfilled events together failed; taking them one by one", "room", roomID, "err", err)
+				n, took = 0, 0
+			}
+			added += took
+			if i += n; n > 0 || i == len(evs) {
+				continue
+			}
+			ok, err := s.addHistory(ctx, server, room, evs[i])
+			if err != nil {
+				s.log.Info("federation: a backfilled event was not accepted", "event_id", evs[i].ID(), "err", err)
 			}
 			if ok {
 				added++
 			}
+			i++
 		}
 		if added > 0 {
 			_, err := s.openGaps(room, gaps)
@@ -180,6 +193,71 @@ func (s *Service) addHistory(ctx context.Context, server string, room *store.Roo
 		err = fmt.Errorf("%w: not allowed by the state before it: %v", ErrRejected, refusal)
 	}
 	return err == nil, err
+}
+
+// addHistoryReady stores, in one write transaction, the backfilled
+// events at the start of evs that need nothing from other servers (as
+// readyTx finds them), each checked as addHistory checks it, and returns
+// how many it took and how many of those it added to the history (the
+// others, refused, are stored rejected).
+func (s *Service) addHistoryReady(room *store.Room, evs []*pdu.Event) (taken, added int, err error) {
+	ready := false
+	err = s.store.View(func(tx *store.Tx) (err error) {
+		_, _, ready, err = s.readyTx(tx, room, evs[0])
+		return err
+	})
+	if err != nil || !ready {
+		return 0, 0, err
+	}
+	var refused []string
+	err = s.store.Update(func(tx *store.Tx) error {
+		taken, added, refused = 0, 0, refused[:0]
+		r, err := tx.RoomByNID(room.NID)
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			before, auth, ok, err := s.readyTx(tx, r, ev)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				break
+			}
+			taken++
+			st, err := s.stateEvents(tx, r, before, ev)
+			if err != nil {
+				return err
+			}
+			if pdu.Allowed(ev, auth) != nil || pdu.Allowed(ev, st) != nil {
+				refused = append(refused, ev.ID())
+				if _, err := tx.AddOutlier(r.NID, ev.ID(), ev.JSON(), store.FlagRejected, 0); err != nil {
+					return err
+				}
+				continue
+			}
+			snap, err := tx.NewSnapshot(before, 0)
+			if err != nil {
+				return err
+			}
+			pos, err := tx.AddHistory(r, newEvent(ev, nil), snap)
+			if err != nil {
+				return err
+			}
+			if err := s.indexEvent(tx, r, ev, pos, nil); err != nil {
+				return err
+			}
+			added++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, id := range refused {
+		s.log.Info("federation: a backfilled event was not accepted", "event_id", id, "room", room.RoomID)
+	}
+	return taken, added, nil
 }
 
 // historyState returns the state before a backfilled event: resolved
