@@ -69,8 +69,11 @@ func (e *Event) Origin() string {
 
 // Resolve runs the state resolution algorithm of the room version over
 // state sets (the states after each forward extremity), given the auth
-// chains of all their events, and returns the resolved state.
-func Resolve(version string, stateSets [][]*Event, authEvents []*Event) ([]*Event, error) {
+// chains of their conflicted events, and returns the resolved state.
+// load, if not nil, returns other events of the room by ID (nil if
+// unknown): the auth chains of the unconflicted state, which room
+// version 12's algorithm walks as far as it needs.
+func Resolve(version string, stateSets [][]*Event, authEvents []*Event, load func(eventID string) *Event) ([]*Event, error) {
 	switch len(stateSets) {
 	case 0:
 		return nil, nil
@@ -101,7 +104,16 @@ func Resolve(version string, stateSets [][]*Event, authEvents []*Event) ([]*Even
 			add(e)
 		}
 	}
-	resolved, err := resolveConflicts(version, sets, auth)
+	var loadPDU func(string) gmsl.PDU
+	if load != nil {
+		loadPDU = func(id string) gmsl.PDU {
+			if e := load(id); e != nil {
+				return e.p
+			}
+			return nil
+		}
+	}
+	resolved, err := resolveConflicts(version, sets, auth, loadPDU)
 	if err != nil {
 		return nil, err
 	}
@@ -114,13 +126,13 @@ func Resolve(version string, stateSets [][]*Event, authEvents []*Event) ([]*Even
 
 // resolveConflicts runs the room version's state resolution: algorithm
 // 2.1 (room version 12) by resolveV21, the library's for the others.
-func resolveConflicts(version string, sets [][]gmsl.PDU, auth []gmsl.PDU) (out []gmsl.PDU, err error) {
+func resolveConflicts(version string, sets [][]gmsl.PDU, auth []gmsl.PDU, load func(string) gmsl.PDU) (out []gmsl.PDU, err error) {
 	impl, err := gmsl.GetRoomVersion(gmsl.RoomVersion(version))
 	if err != nil {
 		return nil, err
 	}
 	if impl.StateResAlgorithm() == gmsl.StateResV2_1 {
-		return resolveV21(sets, auth)
+		return resolveV21(sets, auth, load)
 	}
 	defer func() {
 		if p := recover(); p != nil {

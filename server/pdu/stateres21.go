@@ -37,10 +37,11 @@ func keyOf(e gmsl.PDU) stateKeyOf { return stateKeyOf{e.Type(), *e.StateKey()} }
 type resolver21 struct {
 	byID   map[string]gmsl.PDU
 	create gmsl.PDU
+	load   func(eventID string) gmsl.PDU // events not at hand, nil if unknown; nil: none
 }
 
-func resolveV21(sets [][]gmsl.PDU, auth []gmsl.PDU) ([]gmsl.PDU, error) {
-	r := &resolver21{byID: make(map[string]gmsl.PDU, len(auth))}
+func resolveV21(sets [][]gmsl.PDU, auth []gmsl.PDU, load func(eventID string) gmsl.PDU) ([]gmsl.PDU, error) {
+	r := &resolver21{byID: make(map[string]gmsl.PDU, len(auth)), load: load}
 	for _, e := range auth {
 		r.byID[e.EventID()] = e
 	}
@@ -98,7 +99,7 @@ func resolveV21(sets [][]gmsl.PDU, auth []gmsl.PDU) ([]gmsl.PDU, error) {
 
 	// The full conflicted set: conflicted state, conflicted subgraph and
 	// auth difference, of events we have.
-	full := r.authDifference(sets)
+	full := r.authDifference(sets, unconflicted)
 	for id := range r.conflictedSubgraph(conflicted) {
 		full[id] = true
 	}
@@ -179,30 +180,83 @@ func (r *resolver21) authChain(ids []string, into map[string]bool) {
 	}
 }
 
-// authDifference is the union of the state sets' full auth chains less
-// their intersection.
-func (r *resolver21) authDifference(sets [][]gmsl.PDU) map[string]bool {
+// authDifference is the union of the state sets' full auth chains (their
+// events included) less their intersection. Each set's chain is that of
+// the unconflicted state, the same for all, and that of the set's own
+// conflicted events, so the difference is the union of the latter less
+// their intersection, less what the unconflicted state's chain reaches.
+// The conflicted events' chains are at hand; the unconflicted state's
+// (a room's every member) is walked only down to the depth of the oldest
+// event in question, loading what is not at hand. Auth events come before
+// the events that cite them, so a shallower event cannot reach a deeper
+// one (a peer lying about depth can only make us replay an event more).
+func (r *resolver21) authDifference(sets [][]gmsl.PDU, unconflicted map[stateKeyOf]gmsl.PDU) map[string]bool {
+	shared := map[string]bool{}
+	for _, e := range unconflicted {
+		shared[e.EventID()] = true
+	}
 	chains := make([]map[string]bool, len(sets))
 	for i, set := range sets {
-		ids := make([]string, len(set))
-		for j, e := range set {
-			ids[j] = e.EventID()
+		var ids []string
+		for _, e := range set {
+			if !shared[e.EventID()] {
+				ids = append(ids, e.EventID())
+			}
 		}
 		chains[i] = map[string]bool{}
 		r.authChain(ids, chains[i])
 	}
 	diff := map[string]bool{}
+	minDepth := int64(math.MaxInt64)
 	for _, c := range chains {
 		for id := range c {
 			for _, other := range chains {
 				if !other[id] {
 					diff[id] = true
+					if e := r.byID[id]; e != nil {
+						minDepth = min(minDepth, e.Depth())
+					}
 					break
 				}
 			}
 		}
 	}
+	if len(diff) == 0 {
+		return diff
+	}
+	stack := make([]string, 0, len(shared))
+	for id := range shared {
+		stack = append(stack, id)
+	}
+	seen := map[string]bool{}
+	for len(stack) > 0 {
+		id := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		e := r.event(id)
+		if e == nil || e.Depth() < minDepth {
+			continue
+		}
+		delete(diff, id)
+		stack = append(stack, e.AuthEventIDs()...)
+	}
 	return diff
+}
+
+// event returns the event of id: at hand, or loaded (and kept at hand);
+// nil if neither.
+func (r *resolver21) event(id string) gmsl.PDU {
+	if e, ok := r.byID[id]; ok || r.load == nil {
+		return e
+	}
+	e := r.load(id)
+	if e != nil {
+		r.byID[id] = e
+	}
+	return e
 }
 
 // conflictedSubgraph is every event on an auth_events path from one

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	gmsl "github.com/matrix-org/gomatrixserverlib"
 )
 
 // Room version 12 resolves state with algorithm 2.1 (MSC4297). These are
@@ -49,7 +51,7 @@ func (r *resolveRoom) resolve(t *testing.T, sets ...[]*Event) map[StateKey]*Even
 	reversed := slices.Clone(sets)
 	slices.Reverse(reversed)
 	for _, order := range [][][]*Event{sets, reversed} {
-		out, err := Resolve("12", order, r.all)
+		out, err := Resolve("12", order, r.all, nil)
 		if err != nil {
 			t.Fatalf("Resolve: %v", err)
 		}
@@ -167,4 +169,65 @@ func idOf(e *Event) string {
 		return "<none>"
 	}
 	return e.ID()
+}
+
+// The auth difference counts the whole auth chain of each state set,
+// that of its unconflicted state too, which the caller does not load in
+// full (a room's every member): what the unconflicted state reaches only
+// through events not at hand is loaded as needed. carol's join is in the
+// chain of her topic (one set's) and, through two renames, of her current
+// member event (both sets'): it is no part of the difference.
+func TestStateResV21AuthDifferenceLoadsUnconflictedChain(t *testing.T) {
+	const alice, bob, carol = "@alice:hs.test", "@bob:hs.test", "@carol:other.test"
+	r := newResolveRoom(t, alice)
+	r.join(t, alice)
+	r.add(t, alice, "m.room.power_levels", "", map[string]any{"users": map[string]any{}, "state_default": 0})
+	r.add(t, alice, "m.room.join_rules", "", map[string]any{"join_rule": "public"})
+	r.join(t, bob)
+	carolJoin := r.join(t, carol)
+	topicC := r.add(t, carol, "m.room.topic", "", map[string]any{"topic": "carol's"})
+	rename := r.add(t, carol, "m.room.member", carol, map[string]any{"membership": "join", "displayname": "C"})
+	r.add(t, carol, "m.room.member", carol, map[string]any{"membership": "join", "displayname": "Carol"})
+	topicB := r.add(t, bob, "m.room.topic", "", map[string]any{"topic": "bob's"})
+	setA, setB := r.stateWith(topicC), r.stateWith(topicB)
+
+	resolver := func(load bool) *resolver21 {
+		res := &resolver21{byID: map[string]gmsl.PDU{}}
+		for _, e := range r.all {
+			if e.ID() != rename.ID() { // not at hand: only the unconflicted state reaches it
+				res.byID[e.ID()] = e.p
+			}
+		}
+		if load {
+			res.load = func(id string) gmsl.PDU {
+				if id == rename.ID() {
+					return rename.p
+				}
+				return nil
+			}
+		}
+		return res
+	}
+	sets := [][]gmsl.PDU{pdus(setA), pdus(setB)}
+	unconflicted := map[stateKeyOf]gmsl.PDU{}
+	for _, e := range setA {
+		if slices.ContainsFunc(setB, func(b *Event) bool { return b.ID() == e.ID() }) {
+			unconflicted[keyOf(e.p)] = e.p
+		}
+	}
+	if diff := resolver(true).authDifference(sets, unconflicted); diff[carolJoin.ID()] || !diff[topicC.ID()] || !diff[topicB.ID()] {
+		t.Errorf("auth difference %v: want both topics and not carol's join %s", diff, carolJoin.ID())
+	}
+	// Without the chain loaded, her join would count (as it did).
+	if diff := resolver(false).authDifference(sets, unconflicted); !diff[carolJoin.ID()] {
+		t.Errorf("the test does not need the load: %v", diff)
+	}
+}
+
+func pdus(evs []*Event) []gmsl.PDU {
+	out := make([]gmsl.PDU, len(evs))
+	for i, e := range evs {
+		out[i] = e.p
+	}
+	return out
 }

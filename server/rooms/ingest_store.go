@@ -198,7 +198,13 @@ func (s *Service) resolveWith(tx *store.Tx, r *store.Room, sets []map[store.Stat
 	if err != nil {
 		return nil, err
 	}
-	resolved, err := pdu.Resolve(r.Version, evSets, chain)
+	resolved, err := pdu.Resolve(r.Version, evSets, chain, func(id string) *pdu.Event {
+		l, err := s.load(tx, r.Version, id)
+		if err != nil {
+			return nil
+		}
+		return l.ev
+	})
 	if err != nil {
 		return nil, err
 	}
