@@ -38,6 +38,7 @@ type resolver21 struct {
 	byID   map[string]gmsl.PDU
 	create gmsl.PDU
 	load   func(eventID string) gmsl.PDU // events not at hand, nil if unknown; nil: none
+	loads  int                           // events load was asked for
 }
 
 func resolveV21(sets [][]gmsl.PDU, auth []gmsl.PDU, load func(eventID string) gmsl.PDU) ([]gmsl.PDU, error) {
@@ -229,7 +230,7 @@ func (r *resolver21) authDifference(sets [][]gmsl.PDU, unconflicted map[stateKey
 		stack = append(stack, id)
 	}
 	seen := map[string]bool{}
-	for len(stack) > 0 {
+	for len(stack) > 0 && r.loads < maxLoads {
 		id := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		if seen[id] {
@@ -246,12 +247,19 @@ func (r *resolver21) authDifference(sets [][]gmsl.PDU, unconflicted map[stateKey
 	return diff
 }
 
+// maxLoads bounds the events one resolution loads (a few tens of
+// microseconds each): a peer could otherwise make every fork cost a walk
+// through the whole history of a big room. Past it, what the walk has
+// not reached counts as part of the auth difference, and is replayed.
+const maxLoads = 20000
+
 // event returns the event of id: at hand, or loaded (and kept at hand);
 // nil if neither.
 func (r *resolver21) event(id string) gmsl.PDU {
 	if e, ok := r.byID[id]; ok || r.load == nil {
 		return e
 	}
+	r.loads++
 	e := r.load(id)
 	if e != nil {
 		r.byID[id] = e
