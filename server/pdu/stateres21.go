@@ -100,7 +100,7 @@ func resolveV21(sets [][]gmsl.PDU, auth []gmsl.PDU, load func(eventID string) gm
 
 	// The full conflicted set: conflicted state, conflicted subgraph and
 	// auth difference, of events we have.
-	full := r.authDifference(sets, unconflicted)
+	full := r.authDifference(sets, unconflicted, conflicted)
 	for id := range r.conflictedSubgraph(conflicted) {
 		full[id] = true
 	}
@@ -186,12 +186,14 @@ func (r *resolver21) authChain(ids []string, into map[string]bool) {
 // the unconflicted state, the same for all, and that of the set's own
 // conflicted events, so the difference is the union of the latter less
 // their intersection, less what the unconflicted state's chain reaches.
-// The conflicted events' chains are at hand; the unconflicted state's
-// (a room's every member) is walked only down to the depth of the oldest
-// event in question, loading what is not at hand. Auth events come before
-// the events that cite them, so a shallower event cannot reach a deeper
-// one (a peer lying about depth can only make us replay an event more).
-func (r *resolver21) authDifference(sets [][]gmsl.PDU, unconflicted map[stateKeyOf]gmsl.PDU) map[string]bool {
+// The conflicted events' chains are at hand, and the conflicted events
+// are in the full conflicted set anyway; for the other events in
+// question, the unconflicted state's chain (a room's every member) is
+// walked only until none is left, and only down to the depth of the
+// oldest, loading what is not at hand. Auth events come before the events
+// that cite them, so a shallower event cannot reach a deeper one (a peer
+// lying about depth can only make us replay an event more).
+func (r *resolver21) authDifference(sets [][]gmsl.PDU, unconflicted map[stateKeyOf]gmsl.PDU, conflicted map[string]bool) map[string]bool {
 	shared := map[string]bool{}
 	for _, e := range unconflicted {
 		shared[e.EventID()] = true
@@ -208,29 +210,31 @@ func (r *resolver21) authDifference(sets [][]gmsl.PDU, unconflicted map[stateKey
 		r.authChain(ids, chains[i])
 	}
 	diff := map[string]bool{}
-	minDepth := int64(math.MaxInt64)
 	for _, c := range chains {
 		for id := range c {
 			for _, other := range chains {
-				if !other[id] {
+				if !other[id] && !shared[id] { // the unconflicted state is in every chain
 					diff[id] = true
-					if e := r.byID[id]; e != nil {
-						minDepth = min(minDepth, e.Depth())
-					}
 					break
 				}
 			}
 		}
 	}
-	if len(diff) == 0 {
-		return diff
+	// The events still in question, and how deep the walk must go.
+	open := 0
+	minDepth := int64(math.MaxInt64)
+	for id := range diff {
+		if e := r.byID[id]; e != nil && !conflicted[id] {
+			open++
+			minDepth = min(minDepth, e.Depth())
+		}
 	}
 	stack := make([]string, 0, len(shared))
 	for id := range shared {
 		stack = append(stack, id)
 	}
 	seen := map[string]bool{}
-	for len(stack) > 0 && r.loads < maxLoads {
+	for len(stack) > 0 && open > 0 && r.loads < maxLoads {
 		id := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		if seen[id] {
@@ -241,7 +245,10 @@ func (r *resolver21) authDifference(sets [][]gmsl.PDU, unconflicted map[stateKey
 		if e == nil || e.Depth() < minDepth {
 			continue
 		}
-		delete(diff, id)
+		if diff[id] && !conflicted[id] {
+			delete(diff, id)
+			open--
+		}
 		stack = append(stack, e.AuthEventIDs()...)
 	}
 	return diff

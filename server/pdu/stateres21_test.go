@@ -215,11 +215,12 @@ func TestStateResV21AuthDifferenceLoadsUnconflictedChain(t *testing.T) {
 			unconflicted[keyOf(e.p)] = e.p
 		}
 	}
-	if diff := resolver(true).authDifference(sets, unconflicted); diff[carolJoin.ID()] || !diff[topicC.ID()] || !diff[topicB.ID()] {
+	conflicted := map[string]bool{topicC.ID(): true, topicB.ID(): true}
+	if diff := resolver(true).authDifference(sets, unconflicted, conflicted); diff[carolJoin.ID()] || !diff[topicC.ID()] || !diff[topicB.ID()] {
 		t.Errorf("auth difference %v: want both topics and not carol's join %s", diff, carolJoin.ID())
 	}
 	// Without the chain loaded, her join would count (as it did).
-	if diff := resolver(false).authDifference(sets, unconflicted); !diff[carolJoin.ID()] {
+	if diff := resolver(false).authDifference(sets, unconflicted, conflicted); !diff[carolJoin.ID()] {
 		t.Errorf("the test does not need the load: %v", diff)
 	}
 }
