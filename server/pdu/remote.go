@@ -86,23 +86,9 @@ func Resolve(version string, stateSets [][]*Event, authEvents []*Event, load fun
 			sets[i] = append(sets[i], e.p)
 		}
 	}
-	// The library looks up the state sets' own events among the auth
-	// events too (room version 12's conflicted subgraph): pass both.
-	seen := map[string]bool{}
-	var auth []gmsl.PDU
-	add := func(e *Event) {
-		if !seen[e.ID()] {
-			seen[e.ID()] = true
-			auth = append(auth, e.p)
-		}
-	}
-	for _, e := range authEvents {
-		add(e)
-	}
-	for _, set := range stateSets {
-		for _, e := range set {
-			add(e)
-		}
+	auth := make([]gmsl.PDU, len(authEvents))
+	for i, e := range authEvents {
+		auth[i] = e.p
 	}
 	var loadPDU func(string) gmsl.PDU
 	if load != nil {
@@ -139,8 +125,26 @@ func resolveConflicts(version string, sets [][]gmsl.PDU, auth []gmsl.PDU, load f
 			out, err = nil, fmt.Errorf("pdu: state resolution: %v", p)
 		}
 	}()
+	// The library looks up the state sets' own events among the auth
+	// events too: pass both.
+	seen := make(map[string]bool, len(auth))
+	all := make([]gmsl.PDU, 0, len(auth))
+	for _, e := range auth {
+		if !seen[e.EventID()] {
+			seen[e.EventID()] = true
+			all = append(all, e)
+		}
+	}
+	for _, set := range sets {
+		for _, e := range set {
+			if !seen[e.EventID()] {
+				seen[e.EventID()] = true
+				all = append(all, e)
+			}
+		}
+	}
 	notRejected := func(string) bool { return false }
-	return gmsl.ResolveConflictsNew(gmsl.RoomVersion(version), sets, auth, userIDForSender, notRejected)
+	return gmsl.ResolveConflictsNew(gmsl.RoomVersion(version), sets, all, userIDForSender, notRejected)
 }
 
 // Template returns ev as make_join, make_leave and make_knock answer it:

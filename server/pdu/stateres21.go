@@ -52,33 +52,40 @@ func resolveV21(sets [][]gmsl.PDU, auth []gmsl.PDU, load func(eventID string) gm
 		}
 	}
 
-	// Unconflicted state map and conflicted state set.
-	values := map[stateKeyOf]map[string]gmsl.PDU{}
-	count := map[stateKeyOf]int{}
+	// Unconflicted state map and conflicted state set: a key is
+	// unconflicted when every set holds the same event for it.
+	type slot struct {
+		first  gmsl.PDU
+		sets   int        // how many sets hold first
+		others []gmsl.PDU // other events for the key
+	}
+	slots := make(map[stateKeyOf]*slot, len(sets[0]))
 	for _, set := range sets {
 		for _, e := range set {
 			if e.StateKey() == nil {
 				continue
 			}
 			k := keyOf(e)
-			if values[k] == nil {
-				values[k] = map[string]gmsl.PDU{}
+			switch sl := slots[k]; {
+			case sl == nil:
+				slots[k] = &slot{first: e, sets: 1}
+			case sl.first.EventID() == e.EventID():
+				sl.sets++
+			default:
+				sl.others = append(sl.others, e)
 			}
-			values[k][e.EventID()] = e
-			count[k]++
 		}
 	}
-	unconflicted := map[stateKeyOf]gmsl.PDU{}
+	unconflicted := make(map[stateKeyOf]gmsl.PDU, len(slots))
 	conflicted := map[string]bool{}
-	for k, evs := range values {
-		if len(evs) == 1 && count[k] == len(sets) {
-			for _, e := range evs {
-				unconflicted[k] = e
-			}
+	for k, sl := range slots {
+		if len(sl.others) == 0 && sl.sets == len(sets) {
+			unconflicted[k] = sl.first
 			continue
 		}
-		for id := range evs {
-			conflicted[id] = true
+		conflicted[sl.first.EventID()] = true
+		for _, e := range sl.others {
+			conflicted[e.EventID()] = true
 		}
 	}
 	r.create = unconflicted[stateKeyOf{spec.MRoomCreate, ""}]

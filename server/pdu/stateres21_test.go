@@ -2,6 +2,7 @@ package pdu
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -231,4 +232,43 @@ func pdus(evs []*Event) []gmsl.PDU {
 		out[i] = e.p
 	}
 	return out
+}
+
+// One fork in a room of 5,000 members: one server's state has a new
+// member the other's lacks. The caller hands over the new member's auth
+// chain and loads the rest on demand, as the room core does.
+//
+//	go test -run '^$' -bench ResolveV21 ./server/pdu/
+func BenchmarkResolveV21OneNewMember(b *testing.B) {
+	const members = 5000
+	t := &testing.T{}
+	r := newResolveRoom(t, "@alice:hs.test")
+	r.join(t, "@alice:hs.test")
+	r.add(t, "@alice:hs.test", "m.room.power_levels", "", map[string]any{"users": map[string]any{}})
+	r.add(t, "@alice:hs.test", "m.room.join_rules", "", map[string]any{"join_rule": "public"})
+	for i := range members - 1 {
+		r.authRoom.add(t, authEvent{Type: "m.room.member", StateKey: str(fmt.Sprintf("@u%d:hs.test", i)), Sender: fmt.Sprintf("@u%d:hs.test", i), Content: mustJSON(t, map[string]any{"membership": "join"})})
+		r.all = append(r.all, r.last)
+	}
+	without := r.stateWith()
+	joiner := r.join(t, "@new:other.test")
+	with := r.stateWith()
+	byID := map[string]*Event{}
+	for _, e := range r.all {
+		byID[e.ID()] = e
+	}
+	var chain []*Event
+	for _, id := range joiner.AuthEventIDs() {
+		chain = append(chain, byID[id])
+	}
+	loads := 0
+	load := func(id string) *Event { loads++; return byID[id] }
+	b.ResetTimer()
+	for range b.N {
+		out, err := Resolve("12", [][]*Event{with, without}, chain, load)
+		if err != nil || len(out) != len(with) {
+			b.Fatalf("resolved %d events, %v; want %d", len(out), err, len(with))
+		}
+	}
+	b.ReportMetric(float64(loads)/float64(b.N), "loads/op")
 }
