@@ -236,10 +236,16 @@ func (r *resolver21) authDifference(sets [][]gmsl.PDU, unconflicted map[stateKey
 			minDepth = min(minDepth, e.Depth())
 		}
 	}
+	if open == 0 {
+		return diff
+	}
+	// In a fixed order, so that where the cap on loads cuts the walk
+	// short, it cuts it alike each time.
 	stack := make([]string, 0, len(shared))
 	for id := range shared {
 		stack = append(stack, id)
 	}
+	slices.Sort(stack)
 	seen := map[string]bool{}
 	for len(stack) > 0 && open > 0 && r.loads < maxLoads {
 		id := stack[len(stack)-1]
@@ -264,7 +270,9 @@ func (r *resolver21) authDifference(sets [][]gmsl.PDU, unconflicted map[stateKey
 // maxLoads bounds the events one resolution loads (a few tens of
 // microseconds each): a peer could otherwise make every fork cost a walk
 // through the whole history of a big room. Past it, what the walk has
-// not reached counts as part of the auth difference, and is replayed.
+// not reached counts as part of the auth difference, and is replayed;
+// the walk's order is fixed, so the same sets and events stop it at the
+// same place.
 const maxLoads = 20000
 
 // event returns the event of id: at hand, or loaded (and kept at hand);
