@@ -345,8 +345,8 @@ func checkAccessors(ev gmsl.PDU) (err error) {
 	_ = ev.PrevEventIDs()
 	_ = ev.SenderID()
 	_ = ev.Redacts()
-	if ev.Type() == spec.MRoomCreate && ev.StateKeyEquals("") {
-		_ = gmsl.CreatorsFromCreateEvent(ev)
+	if ev.Type() == spec.MRoomCreate && ev.StateKeyEquals("") && PrivilegedCreators(string(ev.Version())) {
+		_ = gmsl.CreatorsFromCreateEvent(ev) // only these versions read additional_creators
 	}
 	return nil
 }

@@ -57,3 +57,30 @@ func FuzzBuildFromTemplate(f *testing.F) {
 		_ = AuthStateNeededFor(ev)
 	})
 }
+
+// additional_creators means something from room version 12 on; an older
+// room's create event may hold anything under that name.
+func TestOldCreateEventWithOddAdditionalCreators(t *testing.T) {
+	s := testSigner(t)
+	for _, c := range []struct {
+		version string
+		ok      bool
+	}{{"10", true}, {"11", true}, {"12", false}} {
+		content := mustJSON(t, map[string]any{"room_version": c.version, "additional_creators": 5})
+		p := &Proto{Version: c.version, RoomID: "!r:" + s.ServerName, Sender: "@a:" + s.ServerName, Type: "m.room.create", StateKey: str(""), Content: content}
+		if PrivilegedCreators(c.version) {
+			p.RoomID = ""
+		}
+		ev, err := Build(p, nil, s, time.Now())
+		if err != nil {
+			if c.ok {
+				t.Fatalf("v%s: build: %v", c.version, err)
+			}
+			continue // v12 refuses to build it at all
+		}
+		_, err = ParseUntrusted(c.version, ev.JSON())
+		if (err == nil) != c.ok {
+			t.Errorf("v%s: ParseUntrusted: %v, want accepted %v", c.version, err, c.ok)
+		}
+	}
+}
