@@ -290,15 +290,18 @@ func (s *Server) bootstrapToken() (string, error) {
 // notifyAppend wakes the syncs of everyone in the rooms new events landed
 // in.
 func (s *Server) notifyAppend(pos uint64, roomIDs ...string) {
-	var users []string
+	// Room by room: the member lists are the cache's own, shared, and a
+	// room's can run to thousands of users, too many to copy per event.
+	if len(roomIDs) == 0 {
+		s.notifier.Notify(pos, nil)
+	}
 	for _, id := range roomIDs {
 		members, err := s.rooms.MemberIDs(id)
 		if err != nil {
 			s.log.Warn("sync notification: room members", "room", id, "err", err)
 		}
-		users = append(users, members...)
+		s.notifier.Notify(pos, members)
 	}
-	s.notifier.Notify(pos, users)
 }
 
 // notifyDeviceChange wakes the syncs of userID and everyone sharing a
