@@ -16,13 +16,20 @@ func setState(c *servertest.Client, roomID, typ string, content any) {
 // A netsplit: while A and B cannot reach each other, both change the
 // room's name and power levels and send messages. After the split heals,
 // both servers converge on the same current state, and every message sent
-// during the split is on both sides.
+// during the split is on both sides. In room versions 10 and 11 (Synapse's
+// default), resolved by state resolution 2, and 12, by 2.1.
 func TestNetsplitConverges(t *testing.T) {
+	for _, v := range []string{"10", "11", "12"} {
+		t.Run("v"+v, func(t *testing.T) { netsplitConverges(t, v) })
+	}
+}
+
+func netsplitConverges(t *testing.T, version string) {
 	srv := servertest.Federation(t, 2)
 	a, b := srv[0], srv[1]
 	alice := a.Register(t, "alice", "pw-alice")
 	bob := b.Register(t, "bob", "pw-bob")
-	roomID := alice.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "public_chat", "name": "Before"}).Str("room_id")
+	roomID := alice.Must(200, "POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "public_chat", "name": "Before", "room_version": version}).Str("room_id")
 	bob.Must(200, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID)+"?server_name="+url.QueryEscape(a.ServerName()), map[string]any{})
 	pl := alice.Must(200, "GET", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/state/m.room.power_levels/", nil).JSON
 	users, _ := pl["users"].(map[string]any)
