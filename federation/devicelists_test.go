@@ -43,17 +43,16 @@ type receivedEDU struct {
 	Content json.RawMessage `json:"content"`
 }
 
-// startListener starts a listener named "localhost:<port>" with a
-// certificate from ca, which the test's Hearth servers trust.
-func startListener(t *testing.T, ca *servertest.CA) *listener {
+// listenTLS opens a loopback listener named "localhost:<port>" with a
+// certificate from ca, which the test's Hearth servers trust, and returns
+// its name and what serves a handler on it until the test ends.
+func listenTLS(t *testing.T, ca *servertest.CA) (name string, serve func(http.Handler)) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	l := &listener{name: "localhost:" + port, signer: pdu.Signer{ServerName: "localhost:" + port, KeyID: "ed25519:l", Key: key}}
 	certFile, keyFile, err := server.MintCertificate(ca.CertFile, ca.KeyFile, "localhost", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +61,20 @@ func startListener(t *testing.T, ca *servertest.CA) *listener {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return "localhost:" + port, func(h http.Handler) {
+		srv := &http.Server{Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+		go srv.ServeTLS(ln, "", "") // until the cleanup closes it
+		t.Cleanup(func() { srv.Close() })
+	}
+}
+
+// startListener starts a listener named "localhost:<port>" with a
+// certificate from ca, which the test's Hearth servers trust.
+func startListener(t *testing.T, ca *servertest.CA) *listener {
+	t.Helper()
+	name, serve := listenTLS(t, ca)
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	l := &listener{name: name, signer: pdu.Signer{ServerName: name, KeyID: "ed25519:l", Key: key}}
 	caPEM, err := os.ReadFile(ca.CertFile)
 	if err != nil {
 		t.Fatal(err)
@@ -79,9 +92,7 @@ func startListener(t *testing.T, ca *servertest.CA) *listener {
 		w.WriteHeader(http.StatusNotFound)
 		fmt.Fprint(w, `{"errcode":"M_UNRECOGNIZED","error":"not served by the test listener"}`)
 	})
-	srv := &http.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
-	go srv.ServeTLS(ln, "", "") // until the cleanup closes it
-	t.Cleanup(func() { srv.Close() })
+	serve(mux)
 	return l
 }
 

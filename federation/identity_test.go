@@ -5,18 +5,15 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"hearth/server"
 	"hearth/server/pdu"
 	"hearth/server/servertest"
 )
@@ -51,22 +48,10 @@ type storedInvite struct {
 
 func startIdentityServer(t *testing.T, ca *servertest.CA) *identityServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	name, serve := listenTLS(t, ca)
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	is := &identityServer{t: t, name: "localhost:" + port, key: key, token: "is-token-" + port, pepper: "pepper-" + port,
+	is := &identityServer{t: t, name: name, key: key, token: "is-token-" + name, pepper: "pepper-" + name,
 		client: ca.HTTPClient(t), bindings: map[string]string{}, requests: map[string]int{}}
-	certFile, keyFile, err := server.MintCertificate(ca.CertFile, ca.KeyFile, "localhost", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/_matrix/identity/v2/hash_details", is.hashDetails)
 	mux.HandleFunc("/_matrix/identity/v2/lookup", is.lookup)
@@ -83,9 +68,7 @@ func startIdentityServer(t *testing.T, ca *servertest.CA) *identityServer {
 		is.mu.Unlock()
 		mux.ServeHTTP(w, r)
 	})
-	srv := &http.Server{Handler: counted, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
-	go srv.ServeTLS(ln, "", "") // until the cleanup closes it
-	t.Cleanup(func() { srv.Close() })
+	serve(counted)
 	return is
 }
 

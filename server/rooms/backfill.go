@@ -171,28 +171,35 @@ func (s *Service) addHistory(ctx context.Context, server string, room *store.Roo
 		if err != nil {
 			return err
 		}
-		auth, err := s.stateEvents(tx, r, before, ev)
-		if err != nil {
-			return err
-		}
-		if refusal = pdu.Allowed(ev, auth); refusal != nil {
-			_, err := tx.AddOutlier(r.NID, ev.ID(), ev.JSON(), store.FlagRejected, 0)
-			return err
-		}
-		snap, err := tx.NewSnapshot(before, 0)
-		if err != nil {
-			return err
-		}
-		pos, err := tx.AddHistory(r, newEvent(ev, nil), snap)
-		if err != nil {
-			return err
-		}
-		return s.indexEvent(tx, r, ev, pos, nil)
+		refusal, err = s.historyTx(tx, r, ev, before)
+		return err
 	})
 	if err == nil && refusal != nil {
 		err = fmt.Errorf("%w: not allowed by the state before it: %v", ErrRejected, refusal)
 	}
 	return err == nil, err
+}
+
+// historyTx checks a backfilled event against the state before it and
+// stores it in r's history, or as rejected with the refusal it returns.
+func (s *Service) historyTx(tx *store.Tx, r *store.Room, ev *pdu.Event, before map[store.StateKey]uint64) (refusal, err error) {
+	auth, err := s.stateEvents(tx, r, before, ev)
+	if err != nil {
+		return nil, err
+	}
+	if refusal = pdu.Allowed(ev, auth); refusal != nil {
+		_, err := tx.AddOutlier(r.NID, ev.ID(), ev.JSON(), store.FlagRejected, 0)
+		return refusal, err
+	}
+	snap, err := tx.NewSnapshot(before, 0)
+	if err != nil {
+		return nil, err
+	}
+	pos, err := tx.AddHistory(r, newEvent(ev, nil), snap)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.indexEvent(tx, r, ev, pos, nil)
 }
 
 // addHistoryReady stores, in one write transaction, the backfilled
@@ -225,27 +232,20 @@ func (s *Service) addHistoryReady(room *store.Room, evs []*pdu.Event) (taken, ad
 				break
 			}
 			taken++
-			st, err := s.stateEvents(tx, r, before, ev)
-			if err != nil {
-				return err
-			}
-			if pdu.Allowed(ev, auth) != nil || pdu.Allowed(ev, st) != nil {
+			if pdu.Allowed(ev, auth) != nil {
 				refused = append(refused, ev.ID())
 				if _, err := tx.AddOutlier(r.NID, ev.ID(), ev.JSON(), store.FlagRejected, 0); err != nil {
 					return err
 				}
 				continue
 			}
-			snap, err := tx.NewSnapshot(before, 0)
+			refusal, err := s.historyTx(tx, r, ev, before)
 			if err != nil {
 				return err
 			}
-			pos, err := tx.AddHistory(r, newEvent(ev, nil), snap)
-			if err != nil {
-				return err
-			}
-			if err := s.indexEvent(tx, r, ev, pos, nil); err != nil {
-				return err
+			if refusal != nil {
+				refused = append(refused, ev.ID())
+				continue
 			}
 			added++
 		}
