@@ -314,6 +314,12 @@ func ParseUntrusted(roomVersion string, js []byte) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The library reads some broken JSON (a key without its colon) in
+	// newer room versions, and the event would then not hash to the ID
+	// it is given (FuzzParseUntrusted).
+	if !json.Valid(js) {
+		return nil, errors.New("pdu: untrusted event: not valid JSON")
+	}
 	ev, err := impl.NewEventFromUntrustedJSON(js)
 	// An event the library flags as over its stricter limits yet
 	// persistable (a state key over 255 bytes in an older room) is kept,

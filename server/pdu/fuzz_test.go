@@ -15,6 +15,7 @@ func FuzzParseUntrusted(f *testing.F) {
 	f.Add("10", []byte(`{"type":"m.room.member","state_key":"@a:b","room_id":"!r:b","sender":"@a:b","origin_server_ts":1,"depth":1,"prev_events":[],"auth_events":[],"content":{"membership":"join","third_party_invite":{"signed":{"mxid":"@a:b","token":"t","signatures":{"id":{"ed25519:0":"x"}}}}},"hashes":{"sha256":"abc"},"signatures":{}}`))
 	f.Add("1", []byte(`{"event_id":"$e:b","type":"m.room.create","state_key":"","room_id":"!r:b","sender":"@a:b","content":{"creator":"@a:b"},"prev_events":[],"auth_events":[],"depth":1}`))
 	f.Add("12", []byte(`{"type":"m.room.create","state_key":"","sender":"@a:b","content":{"room_version":"12","additional_creators":["@c:d"]},"prev_events":[],"auth_events":[],"depth":1,"origin_server_ts":0}`))
+	f.Add("12", []byte(`{"event_id" "":"","room_id":"!0:0","sender":"@0:0","prev_events":[]}`)) // broken JSON the library read
 	f.Fuzz(func(t *testing.T, v string, js []byte) {
 		if _, err := version(v); err != nil {
 			return
@@ -23,9 +24,17 @@ func FuzzParseUntrusted(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_ = ev.ID()
+		id := ev.ID()
 		_ = ev.RoomID()
 		_ = AuthStateNeededFor(ev)
+		// The ID is the JSON's: read again, and redacted, it is the same.
+		again, err := ParseUntrusted(v, ev.JSON())
+		if err != nil || again.ID() != id {
+			t.Fatalf("v%s: %s is %s, read again %v (%v)", v, js, id, again, err)
+		}
+		if red, err := ev.Redact(); err == nil && red.ID() != id {
+			t.Fatalf("v%s: %s is %s, redacted %s", v, js, id, red.ID())
+		}
 		_, _ = ev.Membership()
 		_ = IsThirdPartyInvite(ev)
 		_ = VerifyEventSignature(ev, "policy.example", PolicyKeyID, "AAAA")
