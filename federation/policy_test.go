@@ -99,6 +99,17 @@ func (ps *policyServer) joinRoom(t *testing.T, via *servertest.Server, roomID st
 }
 
 // requests returns the sign requests it had about a room.
+// askedBy reports whether origin asked ps to sign an event of roomID whose
+// content holds text.
+func (ps *policyServer) askedBy(roomID, origin, text string) bool {
+	for _, req := range ps.requests(roomID) {
+		if req.Origin == origin && strings.Contains(req.Content, text) {
+			return true
+		}
+	}
+	return false
+}
+
 func (ps *policyServer) requests(roomID string) []signRequest {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
@@ -382,11 +393,7 @@ func TestPolicyServer(t *testing.T) {
 		if r.Status != 400 || r.Errcode() != "M_FORBIDDEN" || r.Str("error") != spamRefusal {
 			t.Fatalf("sending spam: %s, want the policy server's 400 M_FORBIDDEN %q", r, spamRefusal)
 		}
-		asked := false
-		for _, req := range ps.requests(roomID) {
-			asked = asked || req.Origin == a.ServerName() && strings.Contains(req.Content, "cheap spam here")
-		}
-		if !asked {
+		if !ps.askedBy(roomID, a.ServerName(), "cheap spam here") {
 			t.Fatal("A refused the spam without asking the policy server")
 		}
 		send(alice, roomID, "after the refusal")
@@ -403,6 +410,9 @@ func TestPolicyServer(t *testing.T) {
 			map[string]any{"msgtype": "m.text", "body": "during the outage"})
 		if r.Status != http.StatusBadGateway || r.Errcode() != "M_UNKNOWN" {
 			t.Fatalf("sending while the policy server fails: %s, want 502 M_UNKNOWN", r)
+		}
+		if !ps.askedBy(roomID, b.ServerName(), "during the outage") {
+			t.Fatal("B gave up without asking the policy server")
 		}
 		since := syncToken(alice)
 		send(bob, roomID, "after the failure")

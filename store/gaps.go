@@ -26,7 +26,7 @@ func (tx *Tx) GapPrevs(prevs []string) []string {
 			out = append(out, id)
 			continue
 		}
-		flags, _, err := tx.EventJSON(pos)
+		flags, _, _, err := tx.EventRaw(pos)
 		if err != nil || flags&FlagOutlier != 0 && flags&(FlagRejected|FlagSoftFailed) == 0 {
 			out = append(out, id)
 		}

@@ -201,16 +201,10 @@ func (tx *Tx) Event(pos uint64) (*StoredEvent, error) {
 	return decodeEvent(pos, b)
 }
 
-// EventJSON returns the flags and the JSON of the event at a position, or
-// ErrNotFound, without copying: js is valid only until the transaction
-// ends and must not be changed.
-func (tx *Tx) EventJSON(pos uint64) (flags uint8, js []byte, err error) {
-	flags, _, js, err = tx.EventRaw(pos)
-	return flags, js, err
-}
-
-// EventRaw is EventJSON with the event ID, "" where the record does not
-// keep it.
+// EventRaw returns the flags, the event ID ("" where the record does
+// not keep it) and the JSON of the event at a position, or ErrNotFound;
+// js is not copied: it is valid only until the transaction ends and must
+// not be changed.
 func (tx *Tx) EventRaw(pos uint64) (flags uint8, id string, js []byte, err error) {
 	b := tx.btx.Bucket(bucketEvents).Get(u64(pos))
 	if b == nil {
@@ -472,6 +466,16 @@ func (tx *Tx) replaceCurrent(room *Room, snap uint64) error {
 }
 
 // eventMembership returns content.membership of a member event's JSON.
+// MembershipAt returns content.membership of the member event at pos,
+// read from its JSON without parsing the event.
+func (tx *Tx) MembershipAt(pos uint64) (string, error) {
+	_, _, js, err := tx.EventRaw(pos)
+	if err != nil {
+		return "", err
+	}
+	return eventMembership(js), nil
+}
+
 func eventMembership(js []byte) string {
 	var ev struct {
 		Content struct {

@@ -2,7 +2,6 @@ package client
 
 import (
 	"encoding/json"
-	"net/http"
 
 	"hearth/server/httpx"
 	"hearth/server/identity"
@@ -56,9 +55,6 @@ func (a *API) inviteByAddress(r *httpx.Request, roomID string, in *invite3PID) e
 		return err
 	}
 	if mxid != "" {
-		if !validUserID(mxid) {
-			return &mxerr.Error{Status: http.StatusBadGateway, Code: "M_UNKNOWN", Message: "The identity server gave a bad answer: the bound Matrix ID is not a user ID"}
-		}
 		_, err := a.changeMember(r, roomID, mxid, "invite", "")
 		return err
 	}

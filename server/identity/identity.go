@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"hearth/server/mxerr"
+	"hearth/server/pdu"
 	"hearth/server/netguard"
 )
 
@@ -106,7 +107,11 @@ func (c *Client) Lookup(ctx context.Context, idServer, token, medium, address st
 	if err := c.call(ctx, "POST", base+"/lookup", token, req, &resp); err != nil {
 		return "", err
 	}
-	return resp.Mappings[query], nil
+	mxid := resp.Mappings[query]
+	if mxid != "" && !pdu.ValidUserID(mxid) {
+		return "", badAnswer("the bound Matrix ID is not a user ID")
+	}
+	return mxid, nil
 }
 
 // Invite is what /store-invite records of an invitation, besides the

@@ -150,7 +150,7 @@ type authRoom struct {
 	ids      map[string]string
 }
 
-func newAuthRoom(t *testing.T, v string, create *authEvent) *authRoom {
+func newAuthRoom(t testing.TB, v string, create *authEvent) *authRoom {
 	t.Helper()
 	c := authEvent{Type: "m.room.create", StateKey: str(""), Sender: "@alice:hs.test"}
 	if create != nil {
@@ -176,7 +176,7 @@ func newAuthRoom(t *testing.T, v string, create *authEvent) *authRoom {
 }
 
 // add builds e, requires it to pass the auth rules, and applies it.
-func (r *authRoom) add(t *testing.T, e authEvent) {
+func (r *authRoom) add(t testing.TB, e authEvent) {
 	t.Helper()
 	ev, err := r.build(t, e, false)
 	if err != nil {
@@ -196,7 +196,7 @@ func (r *authRoom) add(t *testing.T, e authEvent) {
 
 // build makes e into a signed event that follows the room's latest
 // event; a create event starts a room of its own instead.
-func (r *authRoom) build(t *testing.T, e authEvent, verbatim bool) (*Event, error) {
+func (r *authRoom) build(t testing.TB, e authEvent, verbatim bool) (*Event, error) {
 	t.Helper()
 	if e.Sender == "" {
 		e.Sender = r.creators[0]
@@ -256,7 +256,7 @@ func domainOf(userID string) string {
 	return d
 }
 
-func jsonObject(t *testing.T, js json.RawMessage) map[string]json.RawMessage {
+func jsonObject(t testing.TB, js json.RawMessage) map[string]json.RawMessage {
 	t.Helper()
 	out := map[string]json.RawMessage{}
 	if len(js) > 0 {
@@ -267,7 +267,7 @@ func jsonObject(t *testing.T, js json.RawMessage) map[string]json.RawMessage {
 	return out
 }
 
-func mustJSON(t *testing.T, v any) json.RawMessage {
+func mustJSON(t testing.TB, v any) json.RawMessage {
 	t.Helper()
 	js, err := json.Marshal(v)
 	if err != nil {

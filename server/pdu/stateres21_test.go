@@ -24,13 +24,13 @@ type resolveRoom struct {
 	all []*Event
 }
 
-func newResolveRoom(t *testing.T, creator string) *resolveRoom {
+func newResolveRoom(t testing.TB, creator string) *resolveRoom {
 	r := &resolveRoom{authRoom: newAuthRoom(t, "12", &authEvent{Sender: creator})}
 	r.all = append(r.all, r.last)
 	return r
 }
 
-func (r *resolveRoom) add(t *testing.T, sender, typ, stateKey string, content any) *Event {
+func (r *resolveRoom) add(t testing.TB, sender, typ, stateKey string, content any) *Event {
 	t.Helper()
 	// Events a millisecond apart, as a room's events are: the orderings
 	// break ties by origin_server_ts before they fall back to event IDs.
@@ -40,7 +40,7 @@ func (r *resolveRoom) add(t *testing.T, sender, typ, stateKey string, content an
 	return r.last
 }
 
-func (r *resolveRoom) join(t *testing.T, user string) *Event {
+func (r *resolveRoom) join(t testing.TB, user string) *Event {
 	return r.add(t, user, "m.room.member", user, map[string]any{"membership": "join"})
 }
 
@@ -241,7 +241,7 @@ func pdus(evs []*Event) []gmsl.PDU {
 //	go test -run '^$' -bench ResolveV21 ./server/pdu/
 func BenchmarkResolveV21OneNewMember(b *testing.B) {
 	const members = 5000
-	t := &testing.T{}
+	t := b
 	r := newResolveRoom(t, "@alice:hs.test")
 	r.join(t, "@alice:hs.test")
 	r.add(t, "@alice:hs.test", "m.room.power_levels", "", map[string]any{"users": map[string]any{}})

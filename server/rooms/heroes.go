@@ -16,18 +16,19 @@ type member struct {
 }
 
 // membersIn returns the members of a room state (its m.room.member
-// entries) in stream order.
-func (s *Service) membersIn(tx *store.Tx, version string, st map[store.StateKey]uint64) ([]member, error) {
+// entries) in stream order. It runs on syncs: the memberships are read
+// from the stored JSON, not parsed into events, which would also crowd
+// the writers' event cache out with a big room's members.
+func (s *Service) membersIn(tx *store.Tx, st map[store.StateKey]uint64) ([]member, error) {
 	var out []member
 	for sk, pos := range st {
 		if sk.Type != "m.room.member" {
 			continue
 		}
-		ev, err := s.heads.event(tx, version, pos)
+		m, err := tx.MembershipAt(pos)
 		if err != nil {
 			return nil, err
 		}
-		m, _ := ev.Membership()
 		out = append(out, member{userID: sk.Key, membership: m, pos: pos})
 	}
 	slices.SortFunc(out, func(a, b member) int { return cmp.Compare(a.pos, b.pos) })

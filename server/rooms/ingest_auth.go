@@ -186,7 +186,6 @@ func (s *Service) parseAll(ctx context.Context, room *store.Room, raws []json.Ra
 			s.log.Info("federation: dropped a fetched event of another room", "room", room.RoomID, "event_id", ev.ID())
 			return
 		}
-		ev.ID() // computed here, in parallel, and never again
 		parsed[i] = ev
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(raws)/16+1)

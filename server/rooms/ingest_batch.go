@@ -19,8 +19,9 @@ type PDUResult struct {
 	Err error
 }
 
-// ReceivePDUs takes PDUs of one room that origin sent in one transaction,
-// in the order sent, through the pipeline as ReceivePDU takes each. Those
+// ReceivePDUs takes PDUs of one room (as pdu.RoomIDOf reads them) that
+// origin sent in one transaction, in the order sent, through the pipeline
+// as ReceivePDU takes each. Those
 // that need nothing from other servers (every prev event with its state
 // after it stored, every auth event stored, by then or earlier in the
 // batch) are checked and stored in one write transaction, so they share
@@ -35,13 +36,6 @@ func (s *Service) ReceivePDUs(ctx context.Context, origin string, raws []json.Ra
 		r, ev, err := s.admitPDU(ctx, origin, raw)
 		out[i] = PDUResult{ID: idOf(ev), Err: err}
 		if ev == nil || err != nil {
-			continue
-		}
-		if room != nil && r.NID != room.NID {
-			// Not one room after all: this one on its own.
-			unlock := s.lockRoom(r.RoomID)
-			out[i].Err = s.ingest(ctx, origin, r.NID, ev, 0)
-			unlock()
 			continue
 		}
 		room = r

@@ -91,7 +91,7 @@ func (s *Service) policyNamed(tx *store.Tx, room *store.Room) (*policyServer, er
 // server, or signed by the one it names. Otherwise ingest takes it on
 // its own, where the policy server can be asked. Whether that server is
 // in the room does not matter here (a valid signature is one either
-// way), which keeps the member cache out of an uncommitted transaction.
+// way), which spares the committer a read of the room's members.
 func (s *Service) policySatisfiedTx(tx *store.Tx, room *store.Room, ev *pdu.Event) (bool, error) {
 	if policyExempt(ev.Type(), ev.StateKey()) {
 		return true, nil
@@ -168,8 +168,10 @@ func relayable(e *mxerr.Error) bool {
 	return false
 }
 
-// policyCheck is the last of the checks on receipt of a PDU (step 7):
-// in a room that uses a policy server, ev must carry a signature of it
+// policyCheck is the spec's last check on receipt of a PDU (its step 7),
+// made here before ingest's step 5, so the policy server is asked also
+// about an event the state then refuses: in a room that uses a policy
+// server, ev must carry a signature of it
 // that verifies with the key in the room's state. Without one we ask it
 // for one, as the spec says, since its key may have rotated since. It
 // returns ev, signed where we asked, and why it is not recommended for

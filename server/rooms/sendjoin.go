@@ -51,7 +51,7 @@ func (s *Service) AcceptJoin(ctx context.Context, origin, roomID, eventID string
 		if err != nil {
 			return err
 		}
-		members, err := s.membersIn(tx, room.Version, st)
+		members, err := s.membersIn(tx, st)
 		if err != nil {
 			return err
 		}

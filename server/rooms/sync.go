@@ -459,7 +459,7 @@ func (s *Service) summary(tx *store.Tx, room *store.Room, userID string) (*RoomS
 	if err != nil {
 		return nil, err
 	}
-	members, err := s.membersIn(tx, room.Version, st)
+	members, err := s.membersIn(tx, st)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -194,8 +195,14 @@ func checkKeptEventIDs(st *store.Store) error {
 		versions := map[uint64]string{}
 		for pos := uint64(1); pos <= tx.LatestPos(); pos++ {
 			rec, err := tx.Event(pos)
-			if err != nil || rec.ID == "" {
-				continue // not an event's position, or an ID not kept
+			if errors.Is(err, store.ErrNotFound) {
+				continue // a position of something else than an event
+			}
+			if err != nil {
+				return err
+			}
+			if rec.ID == "" {
+				continue // an ID not kept
 			}
 			v, ok := versions[rec.RoomNID]
 			if !ok {
