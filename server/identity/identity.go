@@ -28,8 +28,8 @@ import (
 	"time"
 
 	"hearth/server/mxerr"
-	"hearth/server/pdu"
 	"hearth/server/netguard"
+	"hearth/server/pdu"
 )
 
 // timeout bounds one request to an identity server, body included.
